@@ -1,0 +1,292 @@
+"""Theano's ``conv2d`` as PyTensor Ops: forward, and its two gradients.
+
+``conv2d`` keeps Theano's public signature and semantics (NCHW input, filters
+``(out_channels, in_channels / num_groups, rows, cols)``, a true convolution
+unless ``filter_flip=False``). Each Op computes with the Numba kernels in
+:mod:`pytensor_nnet.conv_kernels` (``perform`` and the Numba backend) or with
+``jax.lax`` (JAX backend, see :mod:`pytensor_nnet.jax_dispatch`).
+
+The gradient Ops take a third "shape carrier" input (the forward's input or
+filters): with strides the size they must produce cannot be recovered from the
+output gradient alone, and under JAX a static shape is needed anyway.
+"""
+import numpy as np
+import pytensor.tensor as pt
+from pytensor import config
+from pytensor.gradient import disconnected_type
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.scalar.basic import upcast
+from pytensor.tensor.type import TensorType
+
+from . import conv_kernels as kernels
+from .shapes import (
+    conv_output_length,
+    conv_padding,
+    int_pair,
+    normalize_border_mode,
+)
+
+_BORDER_CODES = {
+    "valid": kernels.BORDER_VALID,
+    "full": kernels.BORDER_FULL,
+    "half": kernels.BORDER_HALF,
+}
+
+
+def infer_shape_args(args):
+    """(node, input_shapes) from ``infer_shape``'s arguments.
+
+    PyTensor 3.0 calls ``infer_shape(fgraph, node, shapes)``; 3.1.1 dropped
+    ``fgraph``. Taking the last two keeps one Op working on both.
+    """
+    return args[-2], args[-1]
+
+
+class ConvBase(Op):
+    """Properties and helpers common to the forward and gradient Ops."""
+
+    __props__ = ("border_mode", "subsample", "filter_flip", "filter_dilation", "num_groups")
+
+    def __init__(self, border_mode="valid", subsample=(1, 1), filter_flip=True,
+                 filter_dilation=(1, 1), num_groups=1):
+        self.border_mode = normalize_border_mode(border_mode)
+        self.subsample = int_pair(subsample, "subsample", 1)
+        self.filter_flip = bool(filter_flip)
+        self.filter_dilation = int_pair(filter_dilation, "filter_dilation", 1)
+        if int(num_groups) != num_groups or num_groups < 1:
+            raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
+        self.num_groups = int(num_groups)
+
+    def kernel_args(self):
+        """Border code, explicit pads, strides, dilations, groups for the kernels."""
+        if isinstance(self.border_mode, tuple):
+            border, (ph, pw) = kernels.BORDER_EXPLICIT, self.border_mode
+        else:
+            border, ph, pw = _BORDER_CODES[self.border_mode], 0, 0
+        return (border, ph, pw, *self.subsample, *self.filter_dilation, self.num_groups)
+
+    def output_length(self, size, k, axis):
+        """Output length on one axis (ints or symbolic); None if unknown."""
+        if size is None or k is None:
+            return None
+        if isinstance(k, (int, np.integer)):
+            pad = conv_padding(self.border_mode, (k, k), self.filter_dilation)[axis]
+        else:
+            pad = self._symbolic_pad(k, axis)
+        return conv_output_length(size, k, pad, self.subsample[axis], self.filter_dilation[axis])
+
+    def _symbolic_pad(self, k, axis):
+        dk = (k - 1) * self.filter_dilation[axis] + 1
+        if isinstance(self.border_mode, tuple):
+            return self.border_mode[axis]
+        return {"valid": 0, "full": dk - 1, "half": dk // 2}[self.border_mode]
+
+    def output_shape(self, img_shape, filt_shape):
+        """(N, O, OH, OW) from input and filter shapes (None where unknown)."""
+        return (
+            img_shape[0],
+            filt_shape[0],
+            self.output_length(img_shape[2], filt_shape[2], 0),
+            self.output_length(img_shape[3], filt_shape[3], 1),
+        )
+
+    def check_channels(self, img_shape, filt_shape):
+        """Graph-time check that input channels == filter channels * groups."""
+        c, cg, o = img_shape[1], filt_shape[1], filt_shape[0]
+        if c is not None and cg is not None and c != cg * self.num_groups:
+            raise ValueError(
+                f"conv2d: input has {c} channels but the filters expect "
+                f"{cg} x num_groups={self.num_groups} = {cg * self.num_groups}"
+            )
+        if o is not None and o % self.num_groups:
+            raise ValueError(
+                f"conv2d: {o} filters cannot be split into num_groups={self.num_groups}"
+            )
+
+    def copy_with(self, cls):
+        return cls(**self._props_dict())
+
+
+def as_4d(var, name):
+    var = pt.as_tensor_variable(var)
+    if var.ndim != 4:
+        raise ValueError(f"conv2d: {name} must be a 4-d tensor, got {var.ndim} dimensions")
+    return var
+
+
+def common_dtype(*variables):
+    """Upcast the inputs to one float dtype, as the kernels need."""
+    dtype = upcast(*[v.dtype for v in variables])
+    if not dtype.startswith("float"):
+        dtype = config.floatX
+    return [pt.cast(v, dtype) if v.dtype != dtype else v for v in variables], dtype
+
+
+def static_shape(shape):
+    return tuple(int(s) if s is not None else None for s in shape)
+
+
+class Conv2d(ConvBase):
+    """``out = conv2d(input, filters)`` (see :func:`pytensor_nnet.conv2d`)."""
+
+    def make_node(self, img, filters):
+        img, filters = as_4d(img, "input"), as_4d(filters, "filters")
+        self.check_channels(img.type.shape, filters.type.shape)
+        (img, filters), dtype = common_dtype(img, filters)
+        out_shape = self.output_shape(img.type.shape, filters.type.shape)
+        if any(s is not None and s <= 0 for s in out_shape[2:]):
+            raise ValueError(
+                f"conv2d: output would be empty (shape {out_shape}): the input "
+                f"{img.type.shape} is smaller than the filters {filters.type.shape}"
+            )
+        out = TensorType(dtype, shape=static_shape(out_shape))()
+        return Apply(self, [img, filters], [out])
+
+    def perform(self, node, inputs, outputs):
+        img, filters = inputs
+        outputs[0][0] = kernels.conv_forward(img, filters, self.filter_flip, *self.kernel_args())
+
+    def infer_shape(self, *args):
+        node, (img_shape, filt_shape) = infer_shape_args(args)
+        return [self.output_shape(img_shape, filt_shape)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        img, filters = inputs
+        (gout,) = cotangents
+        grad_img = self.copy_with(Conv2dGradInputs)(filters, gout, img)
+        grad_filters = self.copy_with(Conv2dGradWeights)(img, gout, filters)
+        return [grad_img, grad_filters]
+
+
+class Conv2dGradInputs(ConvBase):
+    """Gradient of ``conv2d`` w.r.t. its input: ``(filters, gout, input_like)``."""
+
+    def make_node(self, filters, gout, img_like):
+        filters, gout = as_4d(filters, "filters"), as_4d(gout, "output gradient")
+        img_like = as_4d(img_like, "input")
+        (filters, gout), dtype = common_dtype(filters, gout)
+        out = TensorType(dtype, shape=static_shape(img_like.type.shape))()
+        return Apply(self, [filters, gout, img_like], [out])
+
+    def perform(self, node, inputs, outputs):
+        filters, gout, img_like = inputs
+        height, width = img_like.shape[2:]
+        outputs[0][0] = kernels.conv_grad_inputs(
+            filters, gout, height, width, self.filter_flip, *self.kernel_args()
+        )
+
+    def infer_shape(self, *args):
+        node, shapes = infer_shape_args(args)
+        return [shapes[2]]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [False]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        # <GI(w, g), h> = <conv(h, w), g>: both partials are conv Ops again.
+        filters, gout, img_like = inputs
+        (h,) = cotangents
+        return [
+            self.copy_with(Conv2dGradWeights)(h, gout, filters),
+            self.copy_with(Conv2d)(h, filters),
+            disconnected_type(),
+        ]
+
+
+class Conv2dGradWeights(ConvBase):
+    """Gradient of ``conv2d`` w.r.t. its filters: ``(input, gout, filters_like)``."""
+
+    def make_node(self, img, gout, filters_like):
+        img, gout = as_4d(img, "input"), as_4d(gout, "output gradient")
+        filters_like = as_4d(filters_like, "filters")
+        (img, gout), dtype = common_dtype(img, gout)
+        out = TensorType(dtype, shape=static_shape(filters_like.type.shape))()
+        return Apply(self, [img, gout, filters_like], [out])
+
+    def perform(self, node, inputs, outputs):
+        img, gout, filters_like = inputs
+        kh, kw = filters_like.shape[2:]
+        outputs[0][0] = kernels.conv_grad_weights(
+            img, gout, kh, kw, self.filter_flip, *self.kernel_args()
+        )
+
+    def infer_shape(self, *args):
+        node, shapes = infer_shape_args(args)
+        return [shapes[2]]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [False]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        # <GW(x, g), k> = <conv(x, k), g>
+        img, gout, filters_like = inputs
+        (k,) = cotangents
+        return [
+            self.copy_with(Conv2dGradInputs)(k, gout, img),
+            self.copy_with(Conv2d)(img, k),
+            disconnected_type(),
+        ]
+
+
+def _checked_shape(var, shape, what, arg_name):
+    """Apply a user's shape hint: check it now, and at run time via specify_shape."""
+    if shape is None:
+        return var
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(f"conv2d: {arg_name} must have 4 entries, got {shape!r}")
+    hint = tuple(None if s is None else int(s) for s in shape)
+    for axis, (known, given) in enumerate(zip(var.type.shape, hint)):
+        if known is not None and given is not None and known != given:
+            raise ValueError(
+                f"conv2d: {arg_name}={shape} disagrees with the {what}'s "
+                f"shape {var.type.shape} on axis {axis}"
+            )
+    return pt.specify_shape(var, hint)
+
+
+def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid",
+           subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1), num_groups=1,
+           image_shape=None):
+    """Convolve a batch of multi-channel images with a bank of filters.
+
+    Parameters
+    ----------
+    input : 4-d tensor
+        Images, shape ``(batch, channels, rows, cols)``.
+    filters : 4-d tensor
+        Filters, shape ``(n_filters, channels / num_groups, rows, cols)``.
+    input_shape, filter_shape : tuple of 4 ints or None, optional
+        Known shapes (``None`` entries allowed). They are checked against the
+        tensors now and again when the function runs, and they give the
+        output a static shape. ``image_shape`` is the old name of
+        ``input_shape``.
+    border_mode : {'valid', 'full', 'half'}, int or (int, int)
+        Zero padding: none, ``dk - 1`` or ``dk // 2`` per side, where
+        ``dk = (k - 1) * dilation + 1`` is the dilated filter size, or the
+        given number of rows and columns.
+    subsample : (int, int)
+        Stride between output positions.
+    filter_flip : bool
+        ``True`` (default) flips the filters: a true convolution, as Theano.
+        ``False`` computes a cross-correlation.
+    filter_dilation : (int, int)
+        Spacing between filter taps (atrous convolution).
+    num_groups : int
+        Split channels and filters into this many independent groups.
+
+    Returns
+    -------
+    4-d tensor
+        Shape ``(batch, n_filters, out_rows, out_cols)`` with
+        ``out = (size + 2 * pad - dk) // stride + 1`` on each axis.
+    """
+    if image_shape is not None:
+        if input_shape is not None:
+            raise TypeError("conv2d: give input_shape or its old name image_shape, not both")
+        input_shape = image_shape
+    op = Conv2d(border_mode, subsample, filter_flip, filter_dilation, num_groups)
+    input = _checked_shape(as_4d(input, "input"), input_shape, "input", "input_shape")
+    filters = _checked_shape(as_4d(filters, "filters"), filter_shape, "filters", "filter_shape")
+    return op(input, filters)

@@ -1,0 +1,148 @@
+"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv and pool Ops.
+
+Convolution maps to ``jax.lax.conv_general_dilated`` (cuDNN on a GPU); its
+two gradients are the VJPs of that forward, which XLA turns into the usual
+transposed convolutions. Pooling is written out over window offsets so that it
+keeps Theano's rules (clipped border windows, max gradient to every tied
+maximum) exactly; window bounds are static, computed by the same
+``window_ranges`` as the Numba kernels.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from pytensor.link.jax.dispatch import jax_funcify
+
+from . import pool_kernels
+from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from .pool import Pool, PoolGrad
+from .shapes import conv_padding
+
+
+def conv_forward_fn(op):
+    """A jittable ``f(img, filters)`` computing ``op``'s forward."""
+    (sh, sw), (dh, dw) = op.subsample, op.filter_dilation
+
+    def forward(img, filters):
+        kh, kw = filters.shape[2:]
+        ph, pw = conv_padding(op.border_mode, (kh, kw), op.filter_dilation)
+        if op.filter_flip:
+            filters = filters[:, :, ::-1, ::-1]
+        return lax.conv_general_dilated(
+            img, filters,
+            window_strides=(sh, sw),
+            padding=((ph, ph), (pw, pw)),
+            rhs_dilation=(dh, dw),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            feature_group_count=op.num_groups,
+            precision=lax.Precision.HIGHEST,
+        )
+
+    return forward
+
+
+@jax_funcify.register(Conv2d)
+def jax_funcify_Conv2d(op, **kwargs):
+    return conv_forward_fn(op)
+
+
+@jax_funcify.register(Conv2dGradInputs)
+def jax_funcify_Conv2dGradInputs(op, **kwargs):
+    forward = conv_forward_fn(op)
+
+    def grad_inputs(filters, gout, img_like):
+        # forward is linear in img: its VJP at any point is the gradient
+        zeros = jnp.zeros(img_like.shape, gout.dtype)
+        _, vjp = jax.vjp(lambda img: forward(img, filters), zeros)
+        return vjp(gout)[0]
+
+    return grad_inputs
+
+
+@jax_funcify.register(Conv2dGradWeights)
+def jax_funcify_Conv2dGradWeights(op, **kwargs):
+    forward = conv_forward_fn(op)
+
+    def grad_weights(img, gout, filters_like):
+        zeros = jnp.zeros(filters_like.shape, gout.dtype)
+        _, vjp = jax.vjp(lambda filters: forward(img, filters), zeros)
+        return vjp(gout)[0]
+
+    return grad_weights
+
+
+class PoolLayout:
+    """Static geometry of one pooling: an extended canvas holding the padded
+    image, large enough for every window, and the window divisors."""
+
+    def __init__(self, op, rows, cols):
+        mode = pool_kernels.MODES.index(op.mode)
+        inc = mode == pool_kernels.AVERAGE_INC_PAD
+        self.op = op
+        self.rows, self.cols = rows, cols
+        ranges = [
+            pool_kernels.window_ranges(size, ws, st, pad, op.ignore_border, inc)
+            for size, ws, st, pad in zip((rows, cols), op.ws, op.stride, op.pad)
+        ]
+        self.out_shape = tuple(r[0].size for r in ranges)
+        self.divisor = np.outer(ranges[0][2], ranges[1][2])
+        self.canvas = tuple(
+            max(size + 2 * pad, (n - 1) * st + ws)
+            for size, pad, n, st, ws in zip((rows, cols), op.pad, self.out_shape, op.stride, op.ws)
+        )
+        self.fill = -np.inf if op.mode == "max" else 0.0
+
+    def image_slice(self):
+        (ph, pw) = self.op.pad
+        return (Ellipsis, slice(ph, ph + self.rows), slice(pw, pw + self.cols))
+
+    def window_slices(self):
+        """For each offset in the window, the slice of the canvas it reads."""
+        (oh, ow), (sh, sw) = self.out_shape, self.op.stride
+        for a in range(self.op.ws[0]):
+            for b in range(self.op.ws[1]):
+                yield (Ellipsis, slice(a, a + (oh - 1) * sh + 1, sh), slice(b, b + (ow - 1) * sw + 1, sw))
+
+    def to_canvas(self, x):
+        canvas = jnp.full(x.shape[:-2] + self.canvas, self.fill, x.dtype)
+        return canvas.at[self.image_slice()].set(x)
+
+
+def pool_layout(op, x):
+    return PoolLayout(op, *x.shape[-2:])
+
+
+@jax_funcify.register(Pool)
+def jax_funcify_Pool(op, **kwargs):
+    def pool(x):
+        layout = pool_layout(op, x)
+        canvas = layout.to_canvas(x)
+        windows = [canvas[s] for s in layout.window_slices()]
+        if op.mode == "max":
+            return jnp.max(jnp.stack(windows), axis=0)
+        total = sum(windows[1:], windows[0])
+        if op.mode == "sum":
+            return total
+        return (total / layout.divisor).astype(x.dtype)
+
+    return pool
+
+
+@jax_funcify.register(PoolGrad)
+def jax_funcify_PoolGrad(op, **kwargs):
+    def pool_grad(x, out, gout):
+        layout = pool_layout(op, x)
+        canvas = layout.to_canvas(x)
+        if op.mode in ("sum", "max"):
+            share = gout
+        else:
+            share = (gout / layout.divisor).astype(gout.dtype)
+        grad = jnp.zeros(canvas.shape, gout.dtype)
+        for s in layout.window_slices():
+            if op.mode == "max":
+                grad = grad.at[s].add(jnp.where(canvas[s] == out, gout, 0))
+            else:
+                grad = grad.at[s].add(share)
+        return grad[layout.image_slice()]
+
+    return pool_grad

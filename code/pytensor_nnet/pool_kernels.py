@@ -1,0 +1,102 @@
+"""Numba kernels for 2-D pooling over the last two axes of an array.
+
+Windows follow Theano exactly: a window is clipped to the image, and every
+mode except ``average_inc_pad`` leaves the zero padding out, so a window
+averages (or takes the max of) the cells it really holds. The max gradient
+goes to every cell equal to its window's maximum, ties included, as Theano's
+``MaxPoolGrad`` did.
+
+These compiled functions back ``Op.perform`` and the Numba backend alike.
+"""
+import numpy as np
+from numba import njit
+
+MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
+MAX, SUM, AVERAGE_INC_PAD, AVERAGE_EXC_PAD = range(4)
+
+
+@njit(cache=True)
+def window_ranges(size, ws, stride, pad, ignore_border, inc_pad):
+    """Per output index on one axis: [lo, hi) of real cells, and the divisor."""
+    v = size + 2 * pad
+    if ignore_border:
+        n = max(0, (v - ws) // stride + 1)
+    elif stride >= ws:
+        n = (v + stride - 1) // stride
+    else:
+        n = max(0, (v - 1 - ws + stride) // stride) + 1
+    lo = np.empty(n, np.int64)
+    hi = np.empty(n, np.int64)
+    count = np.empty(n, np.int64)
+    for k in range(n):
+        start = k * stride
+        end = min(start + ws, v)
+        real_start, real_end = max(start, pad), min(end, v - pad)
+        lo[k], hi[k] = real_start - pad, real_end - pad
+        count[k] = end - start if inc_pad else real_end - real_start
+    return lo, hi, count
+
+
+@njit(cache=True)
+def as_stack(x):
+    """View ``x`` as (images, rows, cols), whatever its leading axes."""
+    return np.ascontiguousarray(x).reshape((-1, x.shape[-2], x.shape[-1]))
+
+
+@njit(cache=True)
+def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
+    xs = as_stack(x)
+    inc = mode == AVERAGE_INC_PAD
+    lo_h, hi_h, cnt_h = window_ranges(x.shape[-2], ws_h, st_h, pad_h, ignore_border, inc)
+    lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
+    oh, ow = lo_h.size, lo_w.size
+    out = np.empty((xs.shape[0], oh, ow), dtype=x.dtype)
+    for m in range(xs.shape[0]):
+        img = xs[m]
+        for i in range(oh):
+            for j in range(ow):
+                if mode == MAX:
+                    acc = -np.inf
+                    for r in range(lo_h[i], hi_h[i]):
+                        for c in range(lo_w[j], hi_w[j]):
+                            if img[r, c] > acc:
+                                acc = img[r, c]
+                else:
+                    acc = 0.0
+                    for r in range(lo_h[i], hi_h[i]):
+                        for c in range(lo_w[j], hi_w[j]):
+                            acc += img[r, c]
+                    if mode != SUM:
+                        acc /= cnt_h[i] * cnt_w[j]
+                out[m, i, j] = acc
+    return out.reshape(x.shape[:-2] + (oh, ow))
+
+
+@njit(cache=True)
+def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
+    xs, outs, gouts = as_stack(x), as_stack(out), as_stack(gout)
+    inc = mode == AVERAGE_INC_PAD
+    lo_h, hi_h, cnt_h = window_ranges(x.shape[-2], ws_h, st_h, pad_h, ignore_border, inc)
+    lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
+    oh, ow = lo_h.size, lo_w.size
+    if gouts.shape[1] != oh or gouts.shape[2] != ow or gouts.shape[0] != xs.shape[0]:
+        raise ValueError("pool_2d gradient: output gradient has the wrong shape")
+    gx = np.zeros(xs.shape, dtype=gout.dtype)
+    for m in range(xs.shape[0]):
+        img, gimg = xs[m], gx[m]
+        for i in range(oh):
+            for j in range(ow):
+                g = gouts[m, i, j]
+                if mode == MAX:
+                    top = outs[m, i, j]
+                    for r in range(lo_h[i], hi_h[i]):
+                        for c in range(lo_w[j], hi_w[j]):
+                            if img[r, c] == top:
+                                gimg[r, c] += g
+                    continue
+                if mode != SUM:
+                    g = g / (cnt_h[i] * cnt_w[j])
+                for r in range(lo_h[i], hi_h[i]):
+                    for c in range(lo_w[j], hi_w[j]):
+                        gimg[r, c] += g
+    return gx.reshape(x.shape)
