@@ -1,12 +1,13 @@
-"""Numba kernels for 2-D convolution on NCHW arrays: im2col + one GEMM per image.
+"""Numba kernels for 2-D convolution on NCHW arrays: im2row + one GEMM per block.
 
 The three Ops (forward, gradient w.r.t. the input, gradient w.r.t. the
 filters) all reduce to the same two moves:
 
-* ``im2col`` unrolls every receptive field of one image into a column, so a
+* ``im2row`` unrolls every receptive field of an image into a row, so a
   correlation with all filters becomes one matrix product
-  ``(filters, K) @ (K, positions)`` that lands directly in NCHW order;
-* ``col2im`` is its transpose: it adds columns back onto the image.
+  ``(filters, K) @ (K, positions)``; a block of images is unrolled side by
+  side so that the product is large enough for BLAS to run near its peak;
+* ``row2im`` is its transpose: it adds rows back onto the image.
 
 The kernels work on the *correlation* form of the filters; flipping for a
 true convolution (Theano's ``filter_flip=True``) happens in the wrappers at
@@ -40,54 +41,52 @@ def out_length(size, k, pad, stride, dilation):
 
 
 @njit(cache=True)
-def valid_range(offset, stride, size, n_out):
-    """Output indices j with 0 <= j*stride + offset < size, as [lo, hi)."""
-    lo = max(0, -(offset // stride))
-    hi = min(n_out, (size - 1 - offset) // stride + 1)
-    return lo, max(lo, hi)
-
-
-@njit(cache=True)
-def im2col(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, col):
-    """Fill ``col[(c, a, b), (i, j)] = padded img[c, i*sh + a*dh, j*sw + b*dw]``."""
+def im2row(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, r0):
+    """Unroll receptive fields into rows:
+    ``rows[r0 + i*ow + j, (c, a, b)] = padded img[c, i*sh + a*dh, j*sw + b*dw]``.
+    """
     channels, height, width = img.shape
-    for c in range(channels):
-        for a in range(kh):
-            for b in range(kw):
-                row = col[(c * kh + a) * kw + b]
-                col_off = b * dw - pw
-                j_lo, j_hi = valid_range(col_off, sw, width, ow)
-                for i in range(oh):
+    for i in range(oh):
+        for j in range(ow):
+            row = rows[r0 + i * ow + j]
+            c0 = j * sw - pw
+            # most patches lie wholly inside the image: copy them unchecked
+            inside = c0 >= 0 and c0 + (kw - 1) * dw < width
+            for c in range(channels):
+                for a in range(kh):
                     r = i * sh + a * dh - ph
-                    base = i * ow
+                    base = (c * kh + a) * kw
                     if r < 0 or r >= height:
-                        row[base:base + ow] = 0
+                        row[base:base + kw] = 0
                         continue
                     src = img[c, r]
-                    row[base:base + j_lo] = 0
-                    for j in range(j_lo, j_hi):
-                        row[base + j] = src[j * sw + col_off]
-                    row[base + j_hi:base + ow] = 0
+                    if inside:
+                        for b in range(kw):
+                            row[base + b] = src[c0 + b * dw]
+                    else:
+                        for b in range(kw):
+                            cc = c0 + b * dw
+                            row[base + b] = src[cc] if 0 <= cc < width else 0
 
 
 @njit(cache=True)
-def col2im(col, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
-    """Add ``col`` back onto ``img``: the transpose of :func:`im2col`."""
+def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
+    """Add rows ``r0 + (i, j)`` back onto ``img``: the transpose of :func:`im2row`."""
     channels, height, width = img.shape
-    for c in range(channels):
-        for a in range(kh):
-            for b in range(kw):
-                row = col[(c * kh + a) * kw + b]
-                col_off = b * dw - pw
-                j_lo, j_hi = valid_range(col_off, sw, width, ow)
-                for i in range(oh):
+    for i in range(oh):
+        for j in range(ow):
+            row = rows[r0 + i * ow + j]
+            for c in range(channels):
+                for a in range(kh):
                     r = i * sh + a * dh - ph
                     if r < 0 or r >= height:
                         continue
                     dst = img[c, r]
-                    base = i * ow
-                    for j in range(j_lo, j_hi):
-                        dst[j * sw + col_off] += row[base + j]
+                    base = (c * kh + a) * kw
+                    for b in range(kw):
+                        cc = j * sw + b * dw - pw
+                        if 0 <= cc < width:
+                            dst[cc] += row[base + b]
 
 
 @njit(cache=True)
@@ -111,6 +110,35 @@ def check_output(oh, ow):
 
 
 @njit(cache=True)
+def check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw):
+    if oh != out_length(height, kh, ph, sh, dh) or ow != out_length(width, kw, pw, sw, dw):
+        raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
+
+
+# Images per GEMM: enough rows (~4096) that BLAS runs near its peak, few
+# enough that the unrolled block stays small.
+GEMM_ROWS = 4096
+
+
+@njit(cache=True)
+def block_size(n_img, positions):
+    return max(1, min(n_img, GEMM_ROWS // max(1, positions)))
+
+
+@njit(cache=True)
+def matrix(buffer, rows, cols):
+    """A contiguous (rows, cols) view on the front of a 1-d scratch buffer."""
+    return buffer[:rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True)
+def gather_gout(gout, n0, nb, f0, og, positions, gblk):
+    """gblk[f, b*P + p] = gout[n0 + b, f0 + f, p]: a block of output maps side by side."""
+    for b in range(nb):
+        gblk[:, b * positions:(b + 1) * positions] = gout[n0 + b, f0:f0 + og].reshape((og, positions))
+
+
+@njit(cache=True)
 def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     """Cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups, kh, kw)."""
     n_img, channels, height, width = x.shape
@@ -121,16 +149,25 @@ def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     oh = out_length(height, kh, ph, sh, dh)
     ow = out_length(width, kw, pw, sw, dw)
     check_output(oh, ow)
-    og = n_filt // groups
-    k = cg * kh * kw
+    og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
-    col = np.empty((k, oh * ow), dtype=x.dtype)
-    for n in range(n_img):
-        for g in range(groups):
-            im2col(x[n, g * cg:(g + 1) * cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, col)
-            res = out[n, g * og:(g + 1) * og].reshape((og, oh * ow))
-            np.dot(wmat[g * og:(g + 1) * og], col, res)
+    blk = block_size(n_img, positions)
+    rows_buf = np.empty(blk * positions * k, dtype=x.dtype)
+    res_buf = np.empty(og * blk * positions, dtype=x.dtype)
+    for g in range(groups):
+        wg = wmat[g * og:(g + 1) * og]
+        for n0 in range(0, n_img, blk):
+            nb = min(blk, n_img - n0)
+            rows = matrix(rows_buf, nb * positions, k)
+            res = matrix(res_buf, og, nb * positions)
+            for b in range(nb):
+                im2row(x[n0 + b, g * cg:(g + 1) * cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow,
+                       rows, b * positions)
+            np.dot(wg, rows.T, res)
+            for b in range(nb):
+                dst = out[n0 + b, g * og:(g + 1) * og].reshape((og, positions))
+                dst[:, :] = res[:, b * positions:(b + 1) * positions]
     return out
 
 
@@ -143,18 +180,23 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     check_groups(channels, cg, n_filt, groups)
     ph = resolve_pad(border, ph, kh, dh)
     pw = resolve_pad(border, pw, kw, dw)
-    if oh != out_length(height, kh, ph, sh, dh) or ow != out_length(width, kw, pw, sw, dw):
-        raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
-    og = n_filt // groups
-    k = cg * kh * kw
-    gw = np.zeros((n_filt, k), dtype=x.dtype)
-    col = np.empty((k, oh * ow), dtype=x.dtype)
+    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     gout = np.ascontiguousarray(gout)
-    for n in range(n_img):
-        for g in range(groups):
-            im2col(x[n, g * cg:(g + 1) * cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, col)
-            gmat = gout[n, g * og:(g + 1) * og].reshape((og, oh * ow))
-            gw[g * og:(g + 1) * og] += np.dot(gmat, col.T)
+    gw = np.zeros((n_filt, k), dtype=x.dtype)
+    blk = block_size(n_img, positions)
+    rows_buf = np.empty(blk * positions * k, dtype=x.dtype)
+    gblk_buf = np.empty(og * blk * positions, dtype=x.dtype)
+    for g in range(groups):
+        for n0 in range(0, n_img, blk):
+            nb = min(blk, n_img - n0)
+            rows = matrix(rows_buf, nb * positions, k)
+            gblk = matrix(gblk_buf, og, nb * positions)
+            for b in range(nb):
+                im2row(x[n0 + b, g * cg:(g + 1) * cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow,
+                       rows, b * positions)
+            gather_gout(gout, n0, nb, g * og, og, positions, gblk)
+            gw[g * og:(g + 1) * og] += np.dot(gblk, rows)
     return gw.reshape((n_filt, cg, kh, kw))
 
 
@@ -167,19 +209,25 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
     check_groups(channels, cg, n_filt, groups)
     ph = resolve_pad(border, ph, kh, dh)
     pw = resolve_pad(border, pw, kw, dw)
-    if oh != out_length(height, kh, ph, sh, dh) or ow != out_length(width, kw, pw, sw, dw):
-        raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
-    og = n_filt // groups
-    k = cg * kh * kw
-    wmat_t = np.ascontiguousarray(w).reshape((n_filt, k)).T
+    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
+    wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     gout = np.ascontiguousarray(gout)
     gx = np.zeros((n_img, channels, height, width), dtype=gout.dtype)
-    col = np.empty((k, oh * ow), dtype=gout.dtype)
-    for n in range(n_img):
-        for g in range(groups):
-            gmat = gout[n, g * og:(g + 1) * og].reshape((og, oh * ow))
-            np.dot(wmat_t[:, g * og:(g + 1) * og], gmat, col)
-            col2im(col, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, gx[n, g * cg:(g + 1) * cg])
+    blk = block_size(n_img, positions)
+    rows_buf = np.empty(blk * positions * k, dtype=gout.dtype)
+    gblk_buf = np.empty(og * blk * positions, dtype=gout.dtype)
+    for g in range(groups):
+        wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
+        for n0 in range(0, n_img, blk):
+            nb = min(blk, n_img - n0)
+            rows = matrix(rows_buf, nb * positions, k)
+            gblk = matrix(gblk_buf, og, nb * positions)
+            gather_gout(gout, n0, nb, g * og, og, positions, gblk)
+            np.dot(gblk.T, wg, rows)
+            for b in range(nb):
+                row2im(rows, b * positions, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow,
+                       gx[n0 + b, g * cg:(g + 1) * cg])
     return gx
 
 

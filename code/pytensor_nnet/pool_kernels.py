@@ -73,6 +73,17 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
 
 
 @njit(cache=True)
+def owning_window(size, ws, stride, pad, n_out):
+    """For non-overlapping windows: the window holding each cell, or -1."""
+    owner = np.full(size, -1, np.int64)
+    for r in range(size):
+        k, offset = divmod(r + pad, stride)
+        if offset < ws and k < n_out:
+            owner[r] = k
+    return owner
+
+
+@njit(cache=True)
 def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     xs, outs, gouts = as_stack(x), as_stack(out), as_stack(gout)
     inc = mode == AVERAGE_INC_PAD
@@ -81,6 +92,11 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     oh, ow = lo_h.size, lo_w.size
     if gouts.shape[1] != oh or gouts.shape[2] != ow or gouts.shape[0] != xs.shape[0]:
         raise ValueError("pool_2d gradient: output gradient has the wrong shape")
+    if st_h >= ws_h and st_w >= ws_w:
+        gx = np.empty(xs.shape, dtype=gout.dtype)
+        disjoint_pool_grad(xs, outs, gouts, ws_h, ws_w, st_h, st_w, pad_h, pad_w,
+                           cnt_h, cnt_w, mode, gx)
+        return gx.reshape(x.shape)
     gx = np.zeros(xs.shape, dtype=gout.dtype)
     for m in range(xs.shape[0]):
         img, gimg = xs[m], gx[m]
@@ -100,3 +116,34 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
                     for c in range(lo_w[j], hi_w[j]):
                         gimg[r, c] += g
     return gx.reshape(x.shape)
+
+
+@njit(cache=True)
+def disjoint_pool_grad(xs, outs, gouts, ws_h, ws_w, st_h, st_w, pad_h, pad_w,
+                       cnt_h, cnt_w, mode, gx):
+    """Gradient when windows do not overlap: one pass, each cell written once."""
+    n_img, height, width = xs.shape
+    oh, ow = gouts.shape[1], gouts.shape[2]
+    row_win = owning_window(height, ws_h, st_h, pad_h, oh)
+    col_win = owning_window(width, ws_w, st_w, pad_w, ow)
+    for m in range(n_img):
+        for r in range(height):
+            i = row_win[r]
+            dst = gx[m, r]
+            if i < 0:
+                dst[:] = 0
+                continue
+            src, top, g = xs[m, r], outs[m, i], gouts[m, i]
+            # the mode test sits outside the inner loops so they vectorise
+            if mode == MAX:
+                for c in range(width):
+                    j = col_win[c]
+                    dst[c] = g[j] if j >= 0 and src[c] == top[j] else 0
+            elif mode == SUM:
+                for c in range(width):
+                    j = col_win[c]
+                    dst[c] = g[j] if j >= 0 else 0
+            else:
+                for c in range(width):
+                    j = col_win[c]
+                    dst[c] = g[j] / (cnt_h[i] * cnt_w[j]) if j >= 0 else 0
