@@ -33,7 +33,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "sphinx", "jax"],
         "jax": ["jax"],
         "docs": ["sphinx"],
     },
