@@ -2,11 +2,16 @@
 
 Builds the model with ``convolutional_mlp.build_model`` (the tutorial's own
 graph: batch 500, nkerns 20/50, float32, data in shared variables, minibatch
-by index), reports the compile time of the functions, then times one
-``train_model(i)`` call per round. When ``torch`` is importable the same
-model (same initial weights, same SGD step) runs in PyTorch eager in the same
-process, interleaved call by call, so both see the same machine load; the
-ratio PyTensor / PyTorch is printed at the end (< 1 means PyTensor is faster).
+by index), reports the compile time of the functions, then times
+``train_model(i)`` and ``validate_model(i)`` calls. When ``torch`` is
+importable the same model (same initial weights, same SGD step) runs in
+PyTorch eager in a second process, and the two take turns in short blocks of
+calls, so both see the same machine load; the ratio PyTensor / PyTorch is
+printed at the end (< 1 means PyTensor is faster).
+
+Why two processes: with both frameworks in one process, torch's OpenMP
+threads and OpenBLAS's threads spin against each other on a 2-core machine
+and both slow down 3-20x (measured), which says nothing about either.
 
 Examples::
 
@@ -35,7 +40,10 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS / torch threads (default: leave as is)")
     parser.add_argument("--dataset", default="mnist.pkl.gz", help="as for load_data")
+    parser.add_argument("--block", type=int, default=5,
+                        help="calls per turn when alternating with torch (default 5)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--torch-worker", metavar="NPZ", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -52,28 +60,23 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
-def torch_peer(model, datasets, batch_size=500, learning_rate=0.1):
-    """PyTorch eager twin of the compiled model, starting from its weights.
+def torch_model(weights, data, batch_size=500, learning_rate=0.1):
+    """PyTorch eager twin of the tutorial's LeNet, from the same initial weights.
 
-    Returns (train_step(i), validate_step(i)).
+    ``weights``: the PyTensor parameters in ``layer0.W, layer0.b, ..., layer3.b``
+    order; ``data``: ``(train_x, train_y, valid_x, valid_y)`` numpy arrays.
+    Returns ``(train_step(i), validate_step(i))``.
     """
     import torch
     import torch.nn.functional as F
 
-    def tensor(shared):
-        return torch.tensor(shared.get_value(), requires_grad=True)
-
-    layer0, layer1, layer2, layer3 = model.layers
+    w0, b0, w1, b1, w2, b2, w3, b3 = weights
     # conv2d flips the filters (a true convolution); torch correlates
-    w0 = torch.tensor(layer0.W.get_value()[:, :, ::-1, ::-1].copy(), requires_grad=True)
-    w1 = torch.tensor(layer1.W.get_value()[:, :, ::-1, ::-1].copy(), requires_grad=True)
-    b0, b1 = tensor(layer0.b), tensor(layer1.b)
-    w2, b2, w3, b3 = tensor(layer2.W), tensor(layer2.b), tensor(layer3.W), tensor(layer3.b)
-    params = [w0, b0, w1, b1, w2, b2, w3, b3]
-    (train_x, train_y), (valid_x, valid_y), _ = [
-        (torch.from_numpy(x.get_value(borrow=True)), torch.from_numpy(y.owner.inputs[0].get_value(borrow=True)).long())
-        for x, y in datasets
-    ]
+    w0, w1 = w0[:, :, ::-1, ::-1], w1[:, :, ::-1, ::-1]
+    params = [torch.tensor(v.copy(), requires_grad=True) for v in (w0, b0, w1, b1, w2, b2, w3, b3)]
+    w0, b0, w1, b1, w2, b2, w3, b3 = params
+    train_x, train_y, valid_x, valid_y = (torch.from_numpy(a) for a in data)
+    train_y, valid_y = train_y.long(), valid_y.long()
 
     def forward(x):
         h = x.reshape(-1, 1, 28, 28)
@@ -99,6 +102,69 @@ def torch_peer(model, datasets, batch_size=500, learning_rate=0.1):
     return train_step, validate_step
 
 
+def torch_worker(npz_path, threads):
+    """Child process: answer "train|valid START COUNT" lines with JSON timings."""
+    import json
+
+    import numpy as np
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    with np.load(npz_path) as saved:
+        weights = [saved[f"w{i}"] for i in range(8)]
+        data = [saved[k] for k in ("train_x", "train_y", "valid_x", "valid_y")]
+    train_step, validate_step = torch_model(weights, data)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        what, start, count = line.split()
+        step = train_step if what == "train" else validate_step
+        times = [timed(step, int(start) + k) for k in range(int(count))]
+        print(json.dumps(times), flush=True)
+
+
+class TorchPeer:
+    """The torch worker process, fed the same weights and data as PyTensor."""
+
+    def __init__(self, model, datasets, threads):
+        import json
+        import subprocess
+        import tempfile
+
+        import numpy as np
+
+        self.json = json
+        (train_x, train_y), (valid_x, valid_y), _ = [
+            (x.get_value(borrow=True), y.owner.inputs[0].get_value(borrow=True)) for x, y in datasets
+        ]
+        layer0, layer1, layer2, layer3 = model.layers
+        weights = [p.get_value() for layer in (layer0, layer1, layer2, layer3) for p in (layer.W, layer.b)]
+        self.tmp = tempfile.NamedTemporaryFile(suffix=".npz")
+        np.savez(self.tmp.name, train_x=train_x, train_y=train_y, valid_x=valid_x, valid_y=valid_y,
+                 **{f"w{i}": w for i, w in enumerate(weights)})
+        cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", self.tmp.name]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        json.loads(self.proc.stdout.readline())  # waits until torch is ready
+
+    def run(self, what, start, count):
+        self.proc.stdin.write(f"{what} {start} {count}\n")
+        self.proc.stdin.flush()
+        return self.json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.tmp.close()
+
+
+def torch_available():
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def summary(name, seconds):
     ms = [s * 1e3 for s in seconds]
     return f"{name:28s} median {statistics.median(ms):8.1f} ms   min {min(ms):8.1f}   max {max(ms):8.1f}"
@@ -108,6 +174,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         set_threads(args.threads)
+    if args.torch_worker:
+        return torch_worker(args.torch_worker, args.threads)
     flags = os.environ.get("PYTENSOR_FLAGS", "")
     if "floatX" not in flags:
         os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "floatX=float32") if f)
@@ -135,28 +203,30 @@ def main(argv=None):
 
     peer = None
     if not args.no_torch:
-        try:
-            import torch
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            peer = torch_peer(model, datasets)
-        except ImportError:
+        if torch_available():
+            peer = TorchPeer(model, datasets, args.threads)
+        else:
             print("torch not importable: timing PyTensor alone")
 
     n_train, n_valid, _ = model.n_batches
     times = {"train": [], "valid": [], "torch_train": [], "torch_valid": []}
-    for r in range(args.warmup + args.rounds):
-        i = (r + 1) % n_train
-        t = timed(model.train_model, i)
-        tt = timed(peer[0], i) if peer else None
-        v = timed(model.validate_model, r % n_valid)
-        tv = timed(peer[1], r % n_valid) if peer else None
-        if r >= args.warmup:
-            times["train"].append(t)
-            times["valid"].append(v)
-            if peer:
-                times["torch_train"].append(tt)
-                times["torch_valid"].append(tv)
+    block = args.block
+    # Take turns in blocks; a pause between turns lets the other side's
+    # spinning threads go to sleep first.
+    for start in range(0, args.warmup + args.rounds, block):
+        count = min(block, args.warmup + args.rounds - start)
+        keep = max(0, start + count - args.warmup) - max(0, start - args.warmup)
+        train = [timed(model.train_model, (start + k + 1) % n_train) for k in range(count)]
+        valid = [timed(model.validate_model, (start + k) % n_valid) for k in range(count)]
+        times["train"] += train[count - keep:]
+        times["valid"] += valid[count - keep:]
+        if peer:
+            time.sleep(0.3)
+            times["torch_train"] += peer.run("train", (start + 1) % n_train, count)[count - keep:]
+            times["torch_valid"] += peer.run("valid", start % n_valid, count)[count - keep:]
+            time.sleep(0.3)
+    if peer:
+        peer.close()
 
     print(summary("pytensor train_model", times["train"]))
     print(summary("pytensor validate_model", times["valid"]))
