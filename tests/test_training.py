@@ -134,6 +134,38 @@ def test_minibatch_compiles_under_jax():
         numpy.testing.assert_array_equal(numpy.asarray(y), numpy.arange(4) + numpy.arange(4 * i, 4 * i + 4))
 
 
+def test_jax_functions_keep_the_data_on_the_device():
+    """Under JAX the data sets live as device arrays (no copy per call), and
+    the compiled functions give the same numbers as the default backend."""
+    jax = pytest.importorskip("jax")
+    rng = numpy.random.RandomState(2)
+
+    def make_data():
+        return [(pytensor.shared(rng.rand(8, 3)), pt.cast(pytensor.shared(numpy.arange(8.0) % 2), "int32"))
+                for _ in range(3)]
+
+    def compile_with(datasets, mode):
+        index, x, y = pt.lscalar(), pt.matrix("x", dtype="float64"), pt.ivector("y")
+        w = pytensor.shared(numpy.ones(3))
+        cost = ((x @ w) * y).sum()
+        with pytensor.config.change_flags(mode=mode):
+            return training.compile_functions(index, x, y, cost, cost, [(w, w - 0.1)], datasets, 4, (2, 2, 2))
+
+    data = make_data()
+    copies = [(pytensor.shared(x.get_value()), pt.cast(pytensor.shared(y.owner.inputs[0].get_value()), "int32"))
+              for x, y in data]
+    on_jax = compile_with(data, "JAX")
+    on_numba = compile_with(copies, "NUMBA")
+    for x, y in data:
+        assert isinstance(x.container.storage[0], jax.Array)
+        assert isinstance(y.owner.inputs[0].container.storage[0], jax.Array)
+    for x, y in copies:
+        assert isinstance(x.container.storage[0], numpy.ndarray)
+    for f_jax, f_numba in zip(on_jax, on_numba):
+        for i in range(2):
+            numpy.testing.assert_allclose(float(f_jax(i)), float(f_numba(i)), rtol=1e-12)
+
+
 def test_parse_max_batches():
     assert training.parse_max_batches(None) == (None, None, None)
     assert training.parse_max_batches(3) == (3, 3, 3)
