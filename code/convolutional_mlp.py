@@ -38,6 +38,7 @@ from pytensor_nnet import conv2d, pool_2d
 __all__ = ["LeNetConvPoolLayer", "build_model", "evaluate_lenet5", "main"]
 
 
+# start-snippet-1
 class LeNetConvPoolLayer:
     """A convolution layer followed by max-pooling, a bias and tanh.
 
@@ -122,6 +123,7 @@ class LeNetConvPoolLayer:
         self.output = pt.tanh(pooled_out + self.b.dimshuffle("x", 0, "x", "x"))
 
         self.params = [self.W, self.b]
+# end-snippet-1
 
 
 def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
@@ -160,6 +162,7 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
 
     print("... building the model")
 
+    # start-snippet-2
     # The rows of x become (batch_size, 1, 28, 28): one input map per image.
     layer0_input = x.reshape((batch_size, 1, 28, 28))
 
@@ -196,7 +199,9 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
 
     # The training criterion: the negative log-likelihood of the labels.
     cost = layer3.negative_log_likelihood(y)
+    # end-snippet-2
 
+    # start-snippet-3
     # All the parameters trained by gradient descent, and their gradients.
     params = layer3.params + layer2.params + layer1.params + layer0.params
     grads = pytensor.grad(cost, params)
@@ -210,6 +215,7 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
     train_model, validate_model, test_model = training.compile_functions(
         index, x, y, cost, layer3.errors(y), updates, datasets, batch_size, n_batches
     )
+    # end-snippet-3
     return types.SimpleNamespace(
         layers=[layer0, layer1, layer2, layer3],
         params=params,

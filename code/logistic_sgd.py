@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 
+# start-snippet-1
 class LogisticRegression:
     """Multi-class logistic regression: a softmax over one affine map.
 
@@ -94,7 +95,9 @@ class LogisticRegression:
 
         self.params = [self.W, self.b]
         self.input = input
+# end-snippet-1
 
+    # start-snippet-2
     def negative_log_likelihood(self, y):
         """Mean negative log-probability of the correct labels.
 
@@ -120,6 +123,7 @@ class LogisticRegression:
         # pairing the row numbers 0..n-1 with the labels picks, from each
         # row, the entry of its correct class.
         return -pt.mean(pt.log(self.p_y_given_x)[pt.arange(y.shape[0]), y])
+    # end-snippet-2
 
     def errors(self, y):
         """Fraction of examples in the minibatch whose prediction is wrong.
@@ -252,6 +256,7 @@ def build_model(datasets, learning_rate=0.13, batch_size=600, max_batches=None):
     # Each MNIST image has 28 * 28 pixels.
     classifier = LogisticRegression(input=x, n_in=28 * 28, n_out=10)
 
+    # start-snippet-3
     # The training criterion: the negative log-likelihood of the labels.
     cost = classifier.negative_log_likelihood(y)
 
@@ -267,6 +272,7 @@ def build_model(datasets, learning_rate=0.13, batch_size=600, max_batches=None):
     train_model, validate_model, test_model = training.compile_functions(
         index, x, y, cost, classifier.errors(y), updates, datasets, batch_size, n_batches
     )
+    # end-snippet-3
     return types.SimpleNamespace(
         classifier=classifier,
         params=classifier.params,

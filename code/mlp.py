@@ -34,6 +34,7 @@ __docformat__ = "restructedtext en"
 __all__ = ["HiddenLayer", "MLP", "build_model", "main", "test_mlp"]
 
 
+# start-snippet-1
 class HiddenLayer:
     """A fully connected layer: ``activation(dot(input, W) + b)``.
 
@@ -89,8 +90,10 @@ class HiddenLayer:
         lin_output = pt.dot(input, self.W) + self.b
         self.output = lin_output if activation is None else activation(lin_output)
         self.params = [self.W, self.b]
+# end-snippet-1
 
 
+# start-snippet-2
 class MLP:
     """One tanh hidden layer followed by a logistic regression layer.
 
@@ -142,6 +145,7 @@ class MLP:
 
         self.params = self.hiddenLayer.params + self.logRegressionLayer.params
         self.input = input
+# end-snippet-2
 
 
 def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
@@ -175,6 +179,7 @@ def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
 
     classifier = MLP(rng=rng, input=x, n_in=28 * 28, n_hidden=n_hidden, n_out=10)
 
+    # start-snippet-3
     # The training criterion: negative log-likelihood plus the penalties.
     cost = (
         classifier.negative_log_likelihood(y)
@@ -193,6 +198,7 @@ def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
     train_model, validate_model, test_model = training.compile_functions(
         index, x, y, cost, classifier.errors(y), updates, datasets, batch_size, n_batches
     )
+    # end-snippet-3
     return types.SimpleNamespace(
         classifier=classifier,
         params=classifier.params,

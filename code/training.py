@@ -304,7 +304,9 @@ def compile_functions(index, x, y, cost, errors, updates, datasets, batch_size, 
     """
     import pytensor
 
+    exact_float_math()
     (train, valid, test), (n_train, n_valid, n_test) = datasets, n_batches
+    # start-snippet-1
     # Compiled in the original's order: test, validate, train.
     test_model = pytensor.function(
         [index], errors, givens=minibatch_givens(x, y, test, index, batch_size, n_test)
@@ -318,9 +320,25 @@ def compile_functions(index, x, y, cost, errors, updates, datasets, batch_size, 
         updates=updates,
         givens=minibatch_givens(x, y, train, index, batch_size, n_train),
     )
+    # end-snippet-1
     if uses_jax(train_model):
         keep_data_on_device(datasets)
     return train_model, validate_model, test_model
+
+
+def exact_float_math():
+    """Compile without Numba's fastmath, unless PYTENSOR_FLAGS names it.
+
+    Why: PyTensor's Numba backend lets LLVM reorder float arithmetic by
+    default. With it, the default float32 LeNet printed a validation error of
+    6.19% after epoch 2 instead of the original Theano's 6.18%; without it the
+    first three epochs print Theano's numbers exactly (9.23%, 6.18%, 4.64%),
+    and a training step was faster here too (218 ms against 246 ms, 1 thread).
+    """
+    import pytensor
+
+    if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
+        pytensor.config.numba__fastmath = False
 
 
 def uses_jax(function):
