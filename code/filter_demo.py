@@ -20,7 +20,7 @@ and finally downloaded from the original tutorial's repository into
 import argparse
 import os
 import sys
-import tempfile
+import shutil
 import urllib.error
 import urllib.request
 
@@ -28,6 +28,7 @@ import numpy
 import pytensor
 import pytensor.tensor as pt
 
+from atomic_file import atomic_write
 from pytensor_nnet import conv2d
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,32 +182,17 @@ def download_image(url=None, folder=None, name=IMAGE_NAME, timeout=60):
     url = url or IMAGE_URL
     folder = folder or IMAGES_DIR
     target = os.path.join(folder, name)
-    tmp = None
+
+    def fetch(stream):
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, stream, 1 << 16)
+
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as stream:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                while True:
-                    chunk = response.read(1 << 16)
-                    if not chunk:
-                        break
-                    stream.write(chunk)
-            stream.flush()
-            os.fsync(stream.fileno())
-        load_image(tmp)  # refuse to install an error page or a cut-off file
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is too strict for a picture
-        os.replace(tmp, target)
-        tmp = None
+        # load_image refuses to install an error page or a cut-off file
+        return atomic_write(target, fetch, check=load_image)
     except (urllib.error.URLError, OSError, ImageError) as exc:
         raise ImageError(f"could not download {url} to {target} ({exc})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-    return target
 
 
 def find_image(path=None, download=True):

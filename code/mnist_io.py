@@ -28,12 +28,13 @@ import codecs
 import gzip
 import os
 import pickle
-import secrets
 import sys
 import urllib.request
 import zlib
 
 import numpy
+
+from atomic_file import atomic_write
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -642,83 +643,59 @@ def download_mnist(dest, url=None, urlopen=None, timeout=60.0, stream=None):
         ) from cause
 
     print(f"Downloading data from {url}", file=stream, flush=True)
-    try:
-        os.makedirs(directory, exist_ok=True)
-        # A unique hidden name in the same directory, so os.replace is an
-        # atomic rename and concurrent downloads do not clobber each other.
-        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        fail(f"cannot write to {directory}: {exc}", exc)
-    renamed = False
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urlopen(url, timeout=timeout)
-            except Exception as exc:  # URLError, HTTPError, timeouts, bad URL
-                fail(f"{type(exc).__name__}: {exc}", exc)
-            done, total = 0, None
-            try:
-                headers = getattr(response, "headers", None)
-                length = headers.get("Content-Length") if headers is not None else None
-                total = int(length) if length and length.strip().isdigit() else None
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    done += len(chunk)
-                    if is_tty:
-                        _print_progress(stream, done, total)
-            except Exception as exc:  # connection reset, IncompleteRead, disk full
-                fail(f"transfer interrupted after {done:,} bytes: "
-                     f"{type(exc).__name__}: {exc}", exc)
-            finally:
-                response.close()
+    done = 0
+
+    def fetch(out):
+        nonlocal done
+        try:
+            response = urlopen(url, timeout=timeout)
+        except Exception as exc:  # URLError, HTTPError, timeouts, bad URL
+            fail(f"{type(exc).__name__}: {exc}", exc)
+        total = None
+        try:
+            headers = getattr(response, "headers", None)
+            length = headers.get("Content-Length") if headers is not None else None
+            total = int(length) if length and length.strip().isdigit() else None
+            while True:
+                chunk = response.read(_CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
                 if is_tty:
-                    stream.write("\n")
-            if total is not None and done != total:
-                fail(f"incomplete transfer: got {done:,} of {total:,} bytes", None)
-            out.flush()
-            # Make the bytes durable before the rename publishes them.
-            os.fsync(out.fileno())
+                    _print_progress(stream, done, total)
+        except Exception as exc:  # connection reset, IncompleteRead, disk full
+            fail(f"transfer interrupted after {done:,} bytes: "
+                 f"{type(exc).__name__}: {exc}", exc)
+        finally:
+            response.close()
+            if is_tty:
+                stream.write("\n")
+        if total is not None and done != total:
+            fail(f"incomplete transfer: got {done:,} of {total:,} bytes", None)
+
+    data = []
+
+    def check(tmp):
+        # refuse (and delete) anything that is not a valid MNIST pickle
         if not is_tty:
             print(f"  {done:,} bytes downloaded", file=stream, flush=True)
         try:
-            data = read_mnist_pickle(tmp)
+            data.append(read_mnist_pickle(tmp))
         except (DatasetError, DatasetNotFoundError) as exc:
             raise DatasetError(
                 f"the file downloaded from {url} is not a valid MNIST pickle "
                 f"and was deleted: {exc}"
             ) from exc
-        os.replace(tmp, dest)
-        renamed = True
-        _fsync_dir(directory)
-        return data
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        atomic_write(dest, fetch, check)
     except OSError as exc:
         if isinstance(exc, DatasetNotFoundError):
             raise
         fail(f"cannot write {dest}: {exc}", exc)
-    finally:
-        if not renamed:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-
-
-def _fsync_dir(directory):
-    """Persist a rename in ``directory`` (best effort; not all systems can)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return data[0]
 
 
 def _read_or_download(dataset, download, url, urlopen):

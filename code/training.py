@@ -30,12 +30,13 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 import timeit
 import zipfile
 
 import numpy
+
+from atomic_file import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -370,57 +371,6 @@ def keep_data_on_device(datasets):
 # ---------------------------------------------------------------------------
 # Atomic files and checkpoints
 # ---------------------------------------------------------------------------
-
-def _fsync_dir(directory):
-    """Make a rename in ``directory`` durable (where the system allows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, write):
-    """Write a file so that a crash leaves either the old or the new file.
-
-    ``write(fileobj)`` fills a temporary file in the same folder, which is
-    flushed and fsync'ed and then renamed over ``path`` with
-    :func:`os.replace` (atomic on POSIX and Windows); the folder is fsync'ed
-    so the rename survives a power cut.  On any error the temporary file is
-    removed and ``path`` is left as it was.
-
-    Parameters
-    ----------
-    path : str
-        The final file.
-    write : callable
-        Called with a binary file object open for writing.
-    """
-    path = os.path.abspath(path)
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=name + ".tmp")
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes the file private (0600)
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(directory)
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
 
 def check_output_path(path, what="checkpoint"):
     """Fail early, before any training, if ``path`` cannot be written.

@@ -20,9 +20,10 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 import numpy
+
+from atomic_file import atomic_write
 
 __all__ = [
     "scale_to_unit_interval",
@@ -227,25 +228,7 @@ def save_figure(fig, path):
     str
         The absolute path written.
     """
-    path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o644)  # mkstemp's 0600 is too strict for a picture
-        with os.fdopen(fd, "wb") as stream:
-            fig.savefig(stream, format="png")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-    return path
+    return atomic_write(path, lambda stream: fig.savefig(stream, format="png"))
 
 
 # ---------------------------------------------------------------------------

@@ -159,22 +159,18 @@ class Conv2d(ConvBase):
         return [grad_img, grad_filters]
 
 
-class Conv2dGradInputs(ConvBase):
-    """Gradient of ``conv2d`` w.r.t. its input: ``(filters, gout, input_like)``."""
+class ConvGradBase(ConvBase):
+    """A gradient Op ``(operand, gout, like)``: its output has ``like``'s shape.
 
-    def make_node(self, filters, gout, img_like):
-        filters, gout = as_4d(filters, "filters"), as_4d(gout, "output gradient")
-        img_like = as_4d(img_like, "input")
-        (filters, gout), dtype = common_dtype(filters, gout)
-        out = TensorType(dtype, shape=static_shape(img_like.type.shape))()
-        return Apply(self, [filters, gout, img_like], [out])
+    ``like`` (the forward's input, or its filters) only carries the shape.
+    """
 
-    def perform(self, node, inputs, outputs):
-        filters, gout, img_like = inputs
-        height, width = img_like.shape[2:]
-        outputs[0][0] = kernels.conv_grad_inputs(
-            filters, gout, height, width, self.filter_flip, *self.kernel_args()
-        )
+    def make_node(self, operand, gout, like):
+        operand = as_4d(operand, self.operand_name)
+        gout, like = as_4d(gout, "output gradient"), as_4d(like, self.like_name)
+        (operand, gout), dtype = common_dtype(operand, gout)
+        out = TensorType(dtype, shape=static_shape(like.type.shape))()
+        return Apply(self, [operand, gout, like], [out])
 
     def infer_shape(self, *args):
         node, shapes = infer_shape_args(args)
@@ -182,6 +178,19 @@ class Conv2dGradInputs(ConvBase):
 
     def connection_pattern(self, node):
         return [[True], [True], [False]]
+
+
+class Conv2dGradInputs(ConvGradBase):
+    """Gradient of ``conv2d`` w.r.t. its input: ``(filters, gout, input_like)``."""
+
+    operand_name, like_name = "filters", "input"
+
+    def perform(self, node, inputs, outputs):
+        filters, gout, img_like = inputs
+        height, width = img_like.shape[2:]
+        outputs[0][0] = kernels.conv_grad_inputs(
+            filters, gout, height, width, self.filter_flip, *self.kernel_args()
+        )
 
     def pullback(self, inputs, outputs, cotangents):
         # <GI(w, g), h> = <conv(h, w), g>: both partials are conv Ops again.
@@ -194,15 +203,10 @@ class Conv2dGradInputs(ConvBase):
         ]
 
 
-class Conv2dGradWeights(ConvBase):
+class Conv2dGradWeights(ConvGradBase):
     """Gradient of ``conv2d`` w.r.t. its filters: ``(input, gout, filters_like)``."""
 
-    def make_node(self, img, gout, filters_like):
-        img, gout = as_4d(img, "input"), as_4d(gout, "output gradient")
-        filters_like = as_4d(filters_like, "filters")
-        (img, gout), dtype = common_dtype(img, gout)
-        out = TensorType(dtype, shape=static_shape(filters_like.type.shape))()
-        return Apply(self, [img, gout, filters_like], [out])
+    operand_name, like_name = "input", "filters"
 
     def perform(self, node, inputs, outputs):
         img, gout, filters_like = inputs
@@ -210,13 +214,6 @@ class Conv2dGradWeights(ConvBase):
         outputs[0][0] = kernels.conv_grad_weights(
             img, gout, kh, kw, self.filter_flip, *self.kernel_args()
         )
-
-    def infer_shape(self, *args):
-        node, shapes = infer_shape_args(args)
-        return [shapes[2]]
-
-    def connection_pattern(self, node):
-        return [[True], [True], [False]]
 
     def pullback(self, inputs, outputs, cotangents):
         # <GW(x, g), k> = <conv(x, k), g>
