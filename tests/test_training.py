@@ -292,8 +292,18 @@ def test_loop_prints_training_iter_lines(capsys):
         "training @ iter =  0", "training @ iter =  5", "training @ iter =  10"]
 
 
+
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own Ctrl-C handler during the test, whatever the runner
+    inherited: a job started in the background (as CI may be) begins with
+    SIGINT ignored, and the guard must restore what it found."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
 @pytest.mark.parametrize("stop_after", [3, 7, 10, 14, 25])
-def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys):
+def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys, python_sigint_handler):
     """Ctrl-C (in-process SIGINT) at any minibatch, then resume: same end state."""
     settings = dict(n_train_batches=7, n_valid_batches=2, n_test_batches=2, n_epochs=4,
                     patience=20)
@@ -328,7 +338,7 @@ def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys):
     assert_same_checkpoint(ckpt, str(tmp_path / "ref.npz"))
 
 
-def test_interrupt_guard_second_ctrl_c_is_immediate():
+def test_interrupt_guard_second_ctrl_c_is_immediate(python_sigint_handler):
     guard = training._InterruptGuard(True, None)
     with guard:
         assert signal.getsignal(signal.SIGINT) == guard._handle
