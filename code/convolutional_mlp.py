@@ -7,7 +7,8 @@ Tutorials' LeNet, which reaches just under 1% test error on MNIST.
 
 Compared with LeCun et al.'s LeNet-5, the model is simplified:
 
-- the convolution + pooling layers have no per-location gain and bias;
+- pooling has no trainable coefficient per map (LeNet-5 multiplied each
+  subsampled map by one before adding the map's bias);
 - pooling takes the maximum, not the average;
 - the last layer is a logistic regression, not an RBF network;
 - the second convolution layer connects every input map to every output
