@@ -22,7 +22,6 @@ Learning Applied to Document Recognition", Proceedings of the IEEE,
 86(11):2278-2324, November 1998.
 """
 import argparse
-import os
 import sys
 import types
 
@@ -303,18 +302,7 @@ def evaluate_lenet5(
         progress=training.ProgressLine.for_terminal(),
     )
 
-    print("Optimization complete.")
-    print(
-        "Best validation score of %f %% obtained at iteration %i, "
-        "with test performance %f %%"
-        % (result.best_validation_loss * 100.0, result.best_iter + 1,
-           result.test_score * 100.0)
-    )
-    print(
-        "The code for file " + os.path.split(__file__)[1]
-        + " ran for %.2fm" % (result.elapsed / 60.0),
-        file=sys.stderr,
-    )
+    training.report_result(result, __file__)
     # layer0's W is the last-but-one parameter (params run layer3 .. layer0).
     first_layer_filters = (result.best_params or result.params)[-2]
     training.write_plots(plots_dir, "convolutional_mlp", result.history, first_layer_filters)

@@ -42,7 +42,6 @@ Reference: Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-Based
 Learning Applied to Document Recognition", Proceedings of the IEEE,
 86(11):2278-2324, November 1998.
 """
-import os
 import sys
 import types
 
@@ -565,18 +564,7 @@ def evaluate_lenet5(
         progress=training.ProgressLine.for_terminal(),
     )
 
-    print("Optimization complete.")
-    print(
-        "Best validation score of %f %% obtained at iteration %i, "
-        "with test performance %f %%"
-        % (result.best_validation_loss * 100.0, result.best_iter + 1,
-           result.test_score * 100.0)
-    )
-    print(
-        "The code for file " + os.path.split(__file__)[1]
-        + " ran for %.2fm" % (result.elapsed / 60.0),
-        file=sys.stderr,
-    )
+    training.report_result(result, __file__)
     # C1's filters are the first parameter.
     first_layer_filters = (result.best_params or result.params)[0]
     training.write_plots(plots_dir, "lenet5", result.history, first_layer_filters)

@@ -17,7 +17,6 @@ Run ``python code/mlp.py --help`` for the options.
 Reference: C. M. Bishop, *Pattern Recognition and Machine Learning*,
 section 5.
 """
-import os
 import sys
 import types
 
@@ -284,17 +283,7 @@ def test_mlp(
         progress=training.ProgressLine.for_terminal(),
     )
 
-    print(
-        "Optimization complete. Best validation score of %f %% "
-        "obtained at iteration %i, with test performance %f %%"
-        % (result.best_validation_loss * 100.0, result.best_iter + 1,
-           result.test_score * 100.0)
-    )
-    print(
-        "The code for file " + os.path.split(__file__)[1]
-        + " ran for %.2fm" % (result.elapsed / 60.0),
-        file=sys.stderr,
-    )
+    training.report_result(result, __file__, one_line=True)
     hidden_weights = (result.best_params or result.params)[0]
     training.write_plots(plots_dir, "mlp", result.history, hidden_weights)
     return result

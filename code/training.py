@@ -1100,6 +1100,28 @@ def _kept(checkpoint):
 # Plots
 # ---------------------------------------------------------------------------
 
+def report_result(result, script, one_line=False):
+    """Print the original's closing lines for ``result``.
+
+    "Optimization complete." and the best validation score, its iteration
+    and the test score (on one line for the MLP tutorial, on two for LeNet,
+    as the originals printed them), then the run time on stderr, named after
+    ``script`` (a file path).
+    """
+    best = (
+        "Best validation score of %f %% obtained at iteration %i, "
+        "with test performance %f %%"
+        % (result.best_validation_loss * 100.0, result.best_iter + 1,
+           result.test_score * 100.0)
+    )
+    print("Optimization complete." + (" " if one_line else "\n") + best)
+    print(
+        "The code for file " + os.path.basename(script)
+        + " ran for %.2fm" % (result.elapsed / 60.0),
+        file=sys.stderr,
+    )
+
+
 def write_plots(plots_dir, tutorial, history, filters):
     """Write the error-history and filter PNGs through ``utils``, if possible.
 
