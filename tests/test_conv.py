@@ -175,3 +175,16 @@ def test_clear_error_at_run_time_on_channel_mismatch():
 
 def test_props_are_normalised():
     assert Conv2d(border_mode=2, subsample=3) == Conv2d(border_mode=(2, 2), subsample=(3, 3))
+
+
+@pytest.mark.parametrize("border", ["half", "full", "valid", (1, 2)])
+def test_infer_shape_with_unknown_filter_shape(border):
+    """infer_shape's symbolic arithmetic agrees with the computed output."""
+    x, w = pt.dtensor4("x"), pt.dtensor4("w")
+    out = conv2d(x, w, border_mode=border, filter_dilation=(2, 1), subsample=(2, 1))
+    shape_fn = pytensor.function([x, w], out.shape)
+    # the shape comes from infer_shape: no convolution runs to get it
+    assert not any(isinstance(node.op, Conv2d) for node in shape_fn.maker.fgraph.apply_nodes)
+    args = np.zeros((2, 3, 11, 9)), np.zeros((4, 3, 3, 4))
+    value = pytensor.function([x, w], out, mode="FAST_COMPILE")(*args)
+    assert tuple(shape_fn(*args)) == value.shape

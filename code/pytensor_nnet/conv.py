@@ -10,7 +10,6 @@ The gradient Ops take a third "shape carrier" input (the forward's input or
 filters): with strides the size they must produce cannot be recovered from the
 output gradient alone, and under JAX a static shape is needed anyway.
 """
-import numpy as np
 import pytensor.tensor as pt
 from pytensor import config
 from pytensor.gradient import disconnected_type
@@ -70,17 +69,9 @@ class ConvBase(Op):
         """Output length on one axis (ints or symbolic); None if unknown."""
         if size is None or k is None:
             return None
-        if isinstance(k, (int, np.integer)):
-            pad = conv_padding(self.border_mode, (k, k), self.filter_dilation)[axis]
-        else:
-            pad = self._symbolic_pad(k, axis)
+        # plain arithmetic: works on ints and on symbolic shapes alike
+        pad = conv_padding(self.border_mode, (k, k), self.filter_dilation)[axis]
         return conv_output_length(size, k, pad, self.subsample[axis], self.filter_dilation[axis])
-
-    def _symbolic_pad(self, k, axis):
-        dk = (k - 1) * self.filter_dilation[axis] + 1
-        if isinstance(self.border_mode, tuple):
-            return self.border_mode[axis]
-        return {"valid": 0, "full": dk - 1, "half": dk // 2}[self.border_mode]
 
     def output_shape(self, img_shape, filt_shape):
         """(N, O, OH, OW) from input and filter shapes (None where unknown)."""
