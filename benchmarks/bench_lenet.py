@@ -38,7 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=30, help="timed calls per function (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS / torch threads (default: leave as is)")
+                        help="threads for our kernels (Numba) and for torch "
+                             "(default: all cores for both)")
     parser.add_argument("--dataset", default="mnist.pkl.gz", help="as for load_data")
     parser.add_argument("--block", type=int, default=5,
                         help="calls per turn when alternating with torch (default 5)")
@@ -180,15 +181,18 @@ def main(argv=None):
     if "floatX" not in flags:
         os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "floatX=float32") if f)
 
+    import numba
     import pytensor
 
     import convolutional_mlp
+    import pytensor_nnet
     from mnist_io import load_data
 
     if args.mode:
         pytensor.config.mode = args.mode
     print(f"pytensor {pytensor.__version__}, mode {pytensor.config.mode}, floatX {pytensor.config.floatX}, "
-          f"threads {args.threads or 'default'}")
+          f"kernel threads {pytensor_nnet.get_num_threads()} (Numba {numba.threading_layer()}), "
+          f"BLAS 1 thread")
     datasets = load_data(args.dataset)
 
     start = time.perf_counter()

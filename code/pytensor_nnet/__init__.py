@@ -5,12 +5,23 @@ Theano's signatures and semantics. They build graph Ops with gradients and
 implementations for every PyTensor backend: Python/C (``perform``), Numba
 (the default mode) and JAX (``mode='JAX'``, the GPU path; registered when
 ``jax`` is installed).
+
+The kernels run blocks of images on Numba's threads; importing the package
+sets BLAS to one thread so that only one thread pool runs (see
+:mod:`pytensor_nnet.threads`, which also sets the number of threads).
 """
 import importlib.util
 
+from . import threads
+
+threads.use_one_pool()
+
 from . import numba_dispatch  # noqa: F401  (registers the Numba backend)
+from . import tanh_op  # noqa: F401  (registers the float32 tanh rewrite)
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, conv2d
 from .pool import Pool, PoolGrad, max_pool_2d, pool_2d
+from .tanh_op import Tanh32
+from .threads import get_num_threads, set_num_threads
 
 if importlib.util.find_spec("jax") is not None:
     from . import jax_dispatch  # noqa: F401  (registers the JAX backend)
@@ -24,4 +35,7 @@ __all__ = [
     "Conv2dGradWeights",
     "Pool",
     "PoolGrad",
+    "Tanh32",
+    "get_num_threads",
+    "set_num_threads",
 ]

@@ -15,7 +15,7 @@ the bottom. The same compiled functions back ``Op.perform`` (C/CVM and Python
 modes) and the Numba backend, so every mode computes the same numbers.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # border modes as small ints, so the kernels can resolve padding from the
 # run-time filter size inside nopython code
@@ -60,7 +60,11 @@ def im2row(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, r0):
                         row[base:base + kw] = 0
                         continue
                     src = img[c, r]
-                    if inside:
+                    if inside and dw == 1:
+                        # unit dilation: a contiguous run, which LLVM vectorises
+                        for b in range(kw):
+                            row[base + b] = src[c0 + b]
+                    elif inside:
                         for b in range(kw):
                             row[base + b] = src[c0 + b * dw]
                     else:
@@ -76,6 +80,8 @@ def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
     for i in range(oh):
         for j in range(ow):
             row = rows[r0 + i * ow + j]
+            c0 = j * sw - pw
+            inside = c0 >= 0 and c0 + (kw - 1) * dw < width
             for c in range(channels):
                 for a in range(kh):
                     r = i * sh + a * dh - ph
@@ -83,8 +89,12 @@ def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
                         continue
                     dst = img[c, r]
                     base = (c * kh + a) * kw
+                    if inside and dw == 1:
+                        for b in range(kw):
+                            dst[c0 + b] += row[base + b]
+                        continue
                     for b in range(kw):
-                        cc = j * sw + b * dw - pw
+                        cc = c0 + b * dw
                         if 0 <= cc < width:
                             dst[cc] += row[base + b]
 
@@ -115,9 +125,9 @@ def check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw):
         raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
 
 
-# Images per GEMM: enough rows (~4096) that BLAS runs near its peak, few
-# enough that the unrolled block stays small.
-GEMM_ROWS = 4096
+# Images per GEMM: enough rows that BLAS runs near its peak, few enough that
+# a batch splits into several blocks for the threads to share.
+GEMM_ROWS = 2048
 
 
 @njit(cache=True)
@@ -125,15 +135,13 @@ def block_size(n_img, positions):
     return max(1, min(n_img, GEMM_ROWS // max(1, positions)))
 
 
-@njit(cache=True)
-def matrix(buffer, rows, cols):
-    """A contiguous (rows, cols) view on the front of a 1-d scratch buffer."""
-    return buffer[:rows * cols].reshape((rows, cols))
-
-
-# The loops stay serial on purpose: BLAS threads the GEMMs, and a second
-# thread pool (numba's parallel=True) fighting OpenBLAS's spinning threads
-# made a training step 30x slower on a 2-core machine (measured).
+# One thread pool, not two: the blocks of images run in parallel on Numba's
+# threads and each calls BLAS, which must then be single-threaded (see
+# pytensor_nnet.threads). Two pools spinning against each other on a 2-core
+# machine made a training step 30x slower (measured).
+# Every block writes its own images (or its own partial filter gradient,
+# summed in block order afterwards), so the result does not depend on the
+# number of threads.
 
 @njit(cache=True)
 def unroll_block(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows):
@@ -163,7 +171,7 @@ def gather_gout(gout, n0, nb, f0, og, positions, gblk):
         gblk[:, b * positions:(b + 1) * positions] = gout[n0 + b, f0:f0 + og].reshape((og, positions))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     """Cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups, kh, kw)."""
     n_img, channels, height, width = x.shape
@@ -178,21 +186,21 @@ def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
     blk = block_size(n_img, positions)
-    rows_buf = np.empty(blk * positions * k, dtype=x.dtype)
-    res_buf = np.empty(og * blk * positions, dtype=x.dtype)
+    n_blocks = (n_img + blk - 1) // blk
     for g in range(groups):
-        wg = wmat[g * og:(g + 1) * og]
-        for n0 in range(0, n_img, blk):
+        wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
+        for t in prange(n_blocks):
+            n0 = t * blk
             nb = min(blk, n_img - n0)
-            rows = matrix(rows_buf, nb * positions, k)
-            res = matrix(res_buf, og, nb * positions)
+            rows = np.empty((nb * positions, k), dtype=x.dtype)
+            res = np.empty((og, nb * positions), dtype=x.dtype)
             unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
             np.dot(wg, rows.T, res)
             scatter_block(res, out, n0, nb, g * og, og, positions)
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     """d(sum(corr(x, w) * gout)) / dw, for filters of size (kh, kw)."""
     n_img, channels, height, width = x.shape
@@ -206,20 +214,24 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     gout = np.ascontiguousarray(gout)
     gw = np.zeros((n_filt, k), dtype=x.dtype)
     blk = block_size(n_img, positions)
-    rows_buf = np.empty(blk * positions * k, dtype=x.dtype)
-    gblk_buf = np.empty(og * blk * positions, dtype=x.dtype)
+    n_blocks = (n_img + blk - 1) // blk
+    partial = np.empty((n_blocks, og, k), dtype=x.dtype)
     for g in range(groups):
-        for n0 in range(0, n_img, blk):
+        for t in prange(n_blocks):
+            n0 = t * blk
             nb = min(blk, n_img - n0)
-            rows = matrix(rows_buf, nb * positions, k)
-            gblk = matrix(gblk_buf, og, nb * positions)
+            rows = np.empty((nb * positions, k), dtype=x.dtype)
+            gblk = np.empty((og, nb * positions), dtype=x.dtype)
             unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
-            gw[g * og:(g + 1) * og] += np.dot(gblk, rows)
+            np.dot(gblk, rows, partial[t])
+        # summed in block order: the same numbers whatever the thread count
+        for t in range(n_blocks):
+            gw[g * og:(g + 1) * og] += partial[t]
     return gw.reshape((n_filt, cg, kh, kw))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, groups):
     """d(sum(corr(x, w) * gout)) / dx, for an input of size (height, width)."""
     n_img, n_filt, oh, ow = gout.shape
@@ -234,14 +246,14 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
     gout = np.ascontiguousarray(gout)
     gx = np.zeros((n_img, channels, height, width), dtype=gout.dtype)
     blk = block_size(n_img, positions)
-    rows_buf = np.empty(blk * positions * k, dtype=gout.dtype)
-    gblk_buf = np.empty(og * blk * positions, dtype=gout.dtype)
+    n_blocks = (n_img + blk - 1) // blk
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
-        for n0 in range(0, n_img, blk):
+        for t in prange(n_blocks):
+            n0 = t * blk
             nb = min(blk, n_img - n0)
-            rows = matrix(rows_buf, nb * positions, k)
-            gblk = matrix(gblk_buf, og, nb * positions)
+            rows = np.empty((nb * positions, k), dtype=gout.dtype)
+            gblk = np.empty((og, nb * positions), dtype=gout.dtype)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
             np.dot(gblk.T, wg, rows)
             fold_block(rows, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)

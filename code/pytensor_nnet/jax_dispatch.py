@@ -1,4 +1,4 @@
-"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv and pool Ops.
+"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv, pool and tanh Ops.
 
 Convolution maps to ``jax.lax.conv_general_dilated`` (cuDNN on a GPU); its
 two gradients are the VJPs of that forward, which XLA turns into the usual
@@ -17,6 +17,7 @@ from . import pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .pool import Pool, PoolGrad
 from .shapes import conv_padding
+from .tanh_op import Tanh32
 
 
 def conv_forward_fn(op):
@@ -146,3 +147,9 @@ def jax_funcify_PoolGrad(op, **kwargs):
         return grad[layout.image_slice()]
 
     return pool_grad
+
+
+@jax_funcify.register(Tanh32)
+def jax_funcify_Tanh32(op, **kwargs):
+    # XLA's own tanh, as for PyTensor's Elemwise tanh under JAX
+    return jnp.tanh

@@ -1,15 +1,35 @@
-"""Numba backend (PyTensor's default mode) for the conv and pool Ops.
+"""Numba backend (PyTensor's default mode) for the conv, pool and tanh Ops.
 
 Each dispatch returns a small jitted wrapper around the same kernels that
-``perform`` uses; the Op's properties are baked in as constants, so the
-default cache key from the properties is exact.
+``perform`` uses; the Op's properties are baked in as constants. PyTensor
+caches the compiled graph, kernels included, under a key made of the Op's
+properties and the integer returned beside the function: a hash of the kernel
+sources, so that an edited or upgraded kernel is never served from a stale
+cache (it was, before this key: a fixed kernel kept running its old code).
 """
+import inspect
+from hashlib import sha256
+
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, pool_kernels
+from . import conv_kernels, fast_tanh, pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .pool import Pool, PoolGrad
+from .tanh_op import Tanh32
+
+
+def source_version(*modules):
+    """An integer that changes whenever the source of ``modules`` does."""
+    digest = sha256()
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
+    return int(digest.hexdigest()[:15], 16)
+
+
+CONV_VERSION = source_version(conv_kernels)
+POOL_VERSION = source_version(pool_kernels)
+TANH_VERSION = source_version(fast_tanh)
 
 
 @register_funcify_default_op_cache_key(Conv2d)
@@ -21,7 +41,7 @@ def numba_funcify_Conv2d(op, node=None, **kwargs):
     def conv2d(img, filters):
         return forward(img, filters, flip, *args)
 
-    return conv2d
+    return conv2d, CONV_VERSION
 
 
 @register_funcify_default_op_cache_key(Conv2dGradInputs)
@@ -33,7 +53,7 @@ def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
     def conv2d_grad_inputs(filters, gout, img_like):
         return grad_inputs(filters, gout, img_like.shape[2], img_like.shape[3], flip, *args)
 
-    return conv2d_grad_inputs
+    return conv2d_grad_inputs, CONV_VERSION
 
 
 @register_funcify_default_op_cache_key(Conv2dGradWeights)
@@ -46,7 +66,7 @@ def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
         kh, kw = filters_like.shape[2], filters_like.shape[3]
         return grad_weights(img, gout, kh, kw, flip, *args)
 
-    return conv2d_grad_weights
+    return conv2d_grad_weights, CONV_VERSION
 
 
 @register_funcify_default_op_cache_key(Pool)
@@ -58,7 +78,7 @@ def numba_funcify_Pool(op, node=None, **kwargs):
     def pool(x):
         return forward(x, *args)
 
-    return pool
+    return pool, POOL_VERSION
 
 
 @register_funcify_default_op_cache_key(PoolGrad)
@@ -70,4 +90,16 @@ def numba_funcify_PoolGrad(op, node=None, **kwargs):
     def pool_grad(x, out, gout):
         return grad(x, out, gout, *args)
 
-    return pool_grad
+    return pool_grad, POOL_VERSION
+
+
+
+@register_funcify_default_op_cache_key(Tanh32)
+def numba_funcify_Tanh32(op, node=None, **kwargs):
+    tanh = fast_tanh.tanh_array
+
+    @numba_basic.numba_njit
+    def tanh32(x):
+        return tanh(x)
+
+    return tanh32, TANH_VERSION

@@ -9,7 +9,7 @@ goes to every cell equal to its window's maximum, ties included, as Theano's
 These compiled functions back ``Op.perform`` and the Numba backend alike.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 MAX, SUM, AVERAGE_INC_PAD, AVERAGE_EXC_PAD = range(4)
@@ -43,7 +43,10 @@ def as_stack(x):
     return np.ascontiguousarray(x).reshape((-1, x.shape[-2], x.shape[-1]))
 
 
-@njit(cache=True)
+# Images run in parallel on Numba's threads (see pytensor_nnet.threads);
+# each writes only its own output, so results do not depend on the threads.
+
+@njit(cache=True, parallel=True)
 def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     xs = as_stack(x)
     inc = mode == AVERAGE_INC_PAD
@@ -51,7 +54,7 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
     out = np.empty((xs.shape[0], oh, ow), dtype=x.dtype)
-    for m in range(xs.shape[0]):
+    for m in prange(xs.shape[0]):
         img = xs[m]
         for i in range(oh):
             for j in range(ow):
@@ -83,7 +86,7 @@ def owning_window(size, ws, stride, pad, n_out):
     return owner
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     xs, outs, gouts = as_stack(x), as_stack(out), as_stack(gout)
     inc = mode == AVERAGE_INC_PAD
@@ -94,11 +97,12 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
         raise ValueError("pool_2d gradient: output gradient has the wrong shape")
     if st_h >= ws_h and st_w >= ws_w:
         gx = np.empty(xs.shape, dtype=gout.dtype)
-        disjoint_pool_grad(xs, outs, gouts, ws_h, ws_w, st_h, st_w, pad_h, pad_w,
-                           cnt_h, cnt_w, mode, gx)
+        disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
+                           owning_window(x.shape[-2], ws_h, st_h, pad_h, oh),
+                           owning_window(x.shape[-1], ws_w, st_w, pad_w, ow), mode, gx)
         return gx.reshape(x.shape)
     gx = np.zeros(xs.shape, dtype=gout.dtype)
-    for m in range(xs.shape[0]):
+    for m in prange(xs.shape[0]):
         img, gimg = xs[m], gx[m]
         for i in range(oh):
             for j in range(ow):
@@ -118,32 +122,29 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     return gx.reshape(x.shape)
 
 
-@njit(cache=True)
-def disjoint_pool_grad(xs, outs, gouts, ws_h, ws_w, st_h, st_w, pad_h, pad_w,
-                       cnt_h, cnt_w, mode, gx):
-    """Gradient when windows do not overlap: one pass, each cell written once."""
+@njit(cache=True, parallel=True)
+def disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
+                       row_win, col_win, mode, gx):
+    """Gradient when windows do not overlap: window by window, each cell written once."""
     n_img, height, width = xs.shape
     oh, ow = gouts.shape[1], gouts.shape[2]
-    row_win = owning_window(height, ws_h, st_h, pad_h, oh)
-    col_win = owning_window(width, ws_w, st_w, pad_w, ow)
-    for m in range(n_img):
+    uncovered_cols = np.nonzero(col_win < 0)[0]
+    for m in prange(n_img):
         for r in range(height):
-            i = row_win[r]
-            dst = gx[m, r]
-            if i < 0:
-                dst[:] = 0
-                continue
-            src, top, g = xs[m, r], outs[m, i], gouts[m, i]
-            # the mode test sits outside the inner loops so they vectorise
-            if mode == MAX:
-                for c in range(width):
-                    j = col_win[c]
-                    dst[c] = g[j] if j >= 0 and src[c] == top[j] else 0
-            elif mode == SUM:
-                for c in range(width):
-                    j = col_win[c]
-                    dst[c] = g[j] if j >= 0 else 0
-            else:
-                for c in range(width):
-                    j = col_win[c]
-                    dst[c] = g[j] / (cnt_h[i] * cnt_w[j]) if j >= 0 else 0
+            if row_win[r] < 0:
+                gx[m, r, :] = 0
+        for i in range(oh):
+            top, g = outs[m, i], gouts[m, i]
+            for r in range(lo_h[i], hi_h[i]):
+                src, dst = xs[m, r], gx[m, r]
+                for c in uncovered_cols:
+                    dst[c] = 0
+                for j in range(ow):
+                    if mode == MAX:
+                        t, gj = top[j], g[j]
+                        for c in range(lo_w[j], hi_w[j]):
+                            dst[c] = gj if src[c] == t else 0
+                        continue
+                    share = g[j] if mode == SUM else g[j] / (cnt_h[i] * cnt_w[j])
+                    for c in range(lo_w[j], hi_w[j]):
+                        dst[c] = share

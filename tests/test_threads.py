@@ -1,0 +1,87 @@
+"""One thread pool: BLAS on one thread, the kernels on Numba's; stale caches."""
+import ctypes
+
+import numba
+import numpy as np
+import pytest
+from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+
+import pytensor_nnet
+from pytensor_nnet import conv_kernels, numba_dispatch, pool_kernels, threads
+from pytensor_nnet.conv import Conv2d
+
+two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                 reason="Numba has one thread here")
+
+
+def blas_thread_counts():
+    counts = []
+    for path in threads._loaded_openblas_paths():
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                     "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            getter = getattr(lib, name, None)
+            if getter is not None:
+                counts.append(getter())
+                break
+    return counts
+
+
+def test_blas_runs_on_one_thread_after_import():
+    counts = blas_thread_counts()
+    if not counts:
+        pytest.skip("no OpenBLAS found in this process")
+    assert counts == [1] * len(counts)
+
+
+def test_set_num_threads_checks_its_argument():
+    before = pytensor_nnet.get_num_threads()
+    with pytest.raises(ValueError, match="threads must be 1 to"):
+        pytensor_nnet.set_num_threads(0)
+    with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
+        pytensor_nnet.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+    assert pytensor_nnet.get_num_threads() == before
+
+
+def with_threads(n, fn, *args):
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        return fn(*args)
+    finally:
+        numba.set_num_threads(before)
+
+
+@two_threads
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 6, 13, 11)).astype(np.float32)
+    gout = rng.standard_normal((37, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 6, 5, 3)).astype(np.float32)
+    args = (conv_kernels.BORDER_VALID, 0, 0, 1, 1, 1, 1, 1)
+    pool_args = (2, 2, 2, 2, 0, 0, True, pool_kernels.MAX)
+    jobs = [
+        (conv_kernels.conv_forward, x, w, True, *args),
+        (conv_kernels.conv_grad_weights, x, gout, 5, 3, True, *args),
+        (conv_kernels.conv_grad_inputs, w, gout, 13, 11, True, *args),
+        (pool_kernels.pool_forward, x, *pool_args),
+    ]
+    for fn, *fn_args in jobs:
+        one, two = with_threads(1, fn, *fn_args), with_threads(2, fn, *fn_args)
+        np.testing.assert_array_equal(one, two, err_msg=fn.__name__)
+
+
+def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
+    import pytensor.tensor as pt
+
+    op = Conv2d()
+    node = op.make_node(pt.tensor4(dtype="float32"), pt.tensor4(dtype="float32"))
+    _, key = numba_funcify_and_cache_key(op, node=node)
+    monkeypatch.setattr(numba_dispatch, "CONV_VERSION", numba_dispatch.CONV_VERSION + 1)
+    _, edited = numba_funcify_and_cache_key(op, node=node)
+    assert key != edited
+
+
+def test_source_version_changes_with_the_source():
+    assert numba_dispatch.source_version(conv_kernels) == numba_dispatch.CONV_VERSION
+    assert numba_dispatch.source_version(conv_kernels) != numba_dispatch.source_version(pool_kernels)
