@@ -225,10 +225,19 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
             unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
             np.dot(gblk, rows, partial[t])
-        # summed in block order: the same numbers whatever the thread count
-        for t in range(n_blocks):
-            gw[g * og:(g + 1) * og] += partial[t]
+        add_in_block_order(gw[g * og:(g + 1) * og], partial)
     return gw.reshape((n_filt, cg, kh, kw))
+
+
+@njit(cache=True)
+def add_in_block_order(total, partial):
+    """total += partial[0] + partial[1] + ..., in that order (the same
+    numbers whatever the thread count). A function of its own: written in a
+    parallel=True function, Numba would launch each ``+=`` on the threads,
+    about 0.1 ms a launch (measured: the first layer's filter gradient took
+    27 ms instead of 13)."""
+    for t in range(partial.shape[0]):
+        total += partial[t]
 
 
 @njit(cache=True, parallel=True)
