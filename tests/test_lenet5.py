@@ -6,13 +6,17 @@
   and in total (the paper's 60,000 plus the softmax's 850).
 * The table as a mask: the gradient of a missing connection is exactly zero
   and SGD leaves its filter at exactly zero.
+* The learning-rate schedule: the paper's ratios by pass, the step as a
+  shared variable, and the rate each epoch trains with.
 * A short training run on a subset: the cost goes down, a checkpoint is
-  written, and a resumed run ends exactly where an uninterrupted one does.
-* The command line: --dry-run, and the table options.
+  written, and a resumed run ends exactly where an uninterrupted one does,
+  also across a change of the scheduled rate.
+* The command line: --dry-run, the table and schedule options.
 
 The runs share one configuration (``TINY``: batch 50, 3 / 2 / 2 minibatches,
 the paper table, the ``--dry-run`` limits), so they compile one graph.
 """
+import json
 import re
 
 import numpy
@@ -257,10 +261,59 @@ def test_sgd_leaves_missing_connections_at_zero(tiny_mnist, capsys):
 
 
 # ---------------------------------------------------------------------------
+# The learning-rate schedule
+# ---------------------------------------------------------------------------
+
+def test_paper_schedule_has_the_papers_ratios():
+    # the paper's global rates for passes 1 to 20
+    paper_rates = [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+    factors = [lenet5.learning_rate_factor(e) for e in range(1, 21)]
+    numpy.testing.assert_allclose(factors, numpy.array(paper_rates) / 5e-4, rtol=1e-12)
+    assert lenet5.learning_rate_factor(200) == 0.02  # the last rate lasts
+    assert {lenet5.learning_rate_factor(e, "constant") for e in range(1, 30)} == {1.0}
+    with pytest.raises(training.ConfigError, match="schedule"):
+        lenet5.learning_rate_factor(1, "cosine")
+
+
+def test_schedule_setter_sets_the_rate_from_the_epoch_alone(capsys):
+    rate = pytensor.shared(numpy.asarray(0.0, dtype=floatx()))
+    set_rate = lenet5.schedule_setter(0.5, "paper", rate)
+    seen = []
+    for epoch in (1, 2, 3, 9, 4, 13):  # in any order, as a resume would
+        set_rate(epoch)
+        seen.append(float(rate.get_value()))
+    expected = [0.5, 0.5, 0.2, 0.05, 0.2, 0.01]
+    numpy.testing.assert_allclose(seen, expected, rtol=1e-6)
+    assert rate.get_value().dtype == floatx()
+    # a line when the rate changes, none when it stays
+    assert capsys.readouterr().out.splitlines() == [
+        "... learning rate 0.5 from epoch 1", "... learning rate 0.2 from epoch 3",
+        "... learning rate 0.05 from epoch 9", "... learning rate 0.2 from epoch 4",
+        "... learning rate 0.01 from epoch 13"]
+
+
+def test_the_step_is_the_shared_learning_rate(tiny_mnist):
+    datasets = lenet5.load_data(tiny_mnist)
+    model = lenet5.build_model(datasets, learning_rate=0.25, **TINY)
+    assert float(model.learning_rate.get_value()) == 0.25
+    model.learning_rate.set_value(numpy.asarray(0.0, dtype=floatx()))
+    before = [p.get_value() for p in model.params]
+    model.train_model(0)
+    assert all((p.get_value() == b).all() for p, b in zip(model.params, before))
+    model.learning_rate.set_value(numpy.asarray(0.1, dtype=floatx()))
+    model.train_model(0)
+    # (the first step only moves the output layer, whose zero weights stop
+    # the gradients of the layers below)
+    assert not (model.network.output.W.get_value() == before[-2]).all()
+
+
+# ---------------------------------------------------------------------------
 # Training runs, checkpoints and resume
 # ---------------------------------------------------------------------------
 
 def test_training_checkpoints_and_resumes_exactly(tiny_mnist, tmp_path, capsys):
+    """Three epochs with the paper schedule: the rate drops to 0.4 x 0.2 for
+    epoch 3, so the resumed run (1 epoch, then 2 more) has to set it again."""
     full_ckpt, part_ckpt = str(tmp_path / "full.npz"), str(tmp_path / "part.npz")
     full = lenet5.evaluate_lenet5(n_epochs=3, dataset=tiny_mnist, checkpoint=full_ckpt,
                                   plots_dir=str(tmp_path / "plots"), **TINY)
@@ -270,6 +323,8 @@ def test_training_checkpoints_and_resumes_exactly(tiny_mnist, tmp_path, capsys):
     lines = out.splitlines()
     assert lines[:3] == ["... loading data", "... building the model",
                          "trainable parameters (the paper's in brackets):"]
+    assert [line for line in lines if "learning rate" in line] == [
+        "... learning rate 0.2 from epoch 1", "... learning rate 0.08 from epoch 3"]
     assert lines[-1] == (
         "Best validation score of %f %% obtained at iteration %i, with test performance %f %%"
         % (full.best_validation_loss * 100, full.best_iter + 1, full.test_score * 100))
@@ -279,6 +334,11 @@ def test_training_checkpoints_and_resumes_exactly(tiny_mnist, tmp_path, capsys):
     with numpy.load(full_ckpt, allow_pickle=False) as saved:
         C3_W = saved["C3_W"]
         assert saved["C1_W"].shape == (6, 1, 5, 5) and saved["S2_coef"].shape == (6,)
+        fingerprint = json.loads(str(saved["meta"][()]))["fingerprint"]
+    # the schedule and the patience (10 epochs of 3 minibatches) are recorded
+    assert fingerprint["lr_schedule"] == ["paper", [[1, 1.0], [3, 0.4], [6, 0.2],
+                                                    [9, 0.1], [13, 0.02]]]
+    assert fingerprint["patience"] == 30
     assert (C3_W[lenet5.connection_table("paper") == 0] == 0).all()
     assert (tmp_path / "plots" / "lenet5_errors.png").is_file()
     assert (tmp_path / "plots" / "lenet5_filters.png").is_file()
@@ -294,9 +354,18 @@ def test_training_checkpoints_and_resumes_exactly(tiny_mnist, tmp_path, capsys):
     for a, b in zip(resumed.params + resumed.best_params, full.params + full.best_params):
         assert a.tobytes() == b.tobytes()
 
+    # the schedule matters: a constant rate ends elsewhere
+    constant = lenet5.evaluate_lenet5(n_epochs=3, dataset=tiny_mnist, lr_schedule="constant",
+                                      **TINY)
+    assert constant.history[:2] == full.history[:2]
+    assert constant.params[0].tobytes() != full.params[0].tobytes()
+
     # a checkpoint of another configuration is refused
     with pytest.raises(training.CheckpointMismatchError, match="learning_rate"):
         lenet5.evaluate_lenet5(learning_rate=0.05, n_epochs=3, dataset=tiny_mnist,
+                               checkpoint=part_ckpt, resume=True, **TINY)
+    with pytest.raises(training.CheckpointMismatchError, match="lr_schedule"):
+        lenet5.evaluate_lenet5(n_epochs=3, dataset=tiny_mnist, lr_schedule="constant",
                                checkpoint=part_ckpt, resume=True, **TINY)
 
 
@@ -319,20 +388,24 @@ def test_command_line_options(monkeypatch, capsys):
     monkeypatch.setattr(lenet5, "evaluate_lenet5", lambda **kw: calls.append(kw))
     assert lenet5.main(["--dry-run", "--table", "random", "--inputs-per-map", "3",
                         "--table-seed", "7", "--init", "paper", "--learning-rate", "0.2",
-                        "--batch-size", "20"]) == 0
+                        "--batch-size", "20", "--lr-schedule", "constant"]) == 0
     (kw,) = calls
-    assert (kw["table"], kw["inputs_per_map"], kw["table_seed"], kw["init"]) == (
-        "random", 3, 7, "paper")
+    assert (kw["table"], kw["inputs_per_map"], kw["table_seed"], kw["init"],
+            kw["lr_schedule"]) == ("random", 3, 7, "paper", "constant")
     assert (kw["learning_rate"], kw["batch_size"], kw["n_epochs"]) == (0.2, 20, 1)
     assert kw["checkpoint"] is None and kw["max_batches"] == training.DRY_RUN_BATCHES
 
     assert lenet5.main(["--dry-run"]) == 0
     assert (calls[-1]["table"], calls[-1]["learning_rate"], calls[-1]["batch_size"],
-            calls[-1]["init"]) == ("paper", 0.1, 50, "lecun")
+            calls[-1]["init"], calls[-1]["lr_schedule"]) == ("paper", 0.2, 50, "lecun", "paper")
+    # without --dry-run: the paper's 20 passes
+    assert lenet5.main(["--checkpoint", "", "--plots-dir", ""]) == 0
+    assert calls[-1]["n_epochs"] == 20 and calls[-1]["checkpoint"] is None
     capsys.readouterr()
 
     for bad in (["--inputs-per-map", "3"], ["--table-seed", "1"],
-                ["--table", "random", "--inputs-per-map", "7"], ["--table", "sparse"]):
+                ["--table", "random", "--inputs-per-map", "7"], ["--table", "sparse"],
+                ["--lr-schedule", "cosine"]):
         with pytest.raises(SystemExit) as stop:
             lenet5.main(bad)
         assert stop.value.code == 2

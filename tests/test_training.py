@@ -338,6 +338,45 @@ def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys, python
     assert_same_checkpoint(ckpt, str(tmp_path / "ref.npz"))
 
 
+@pytest.mark.parametrize("stop_after", [7, 10])
+def test_on_epoch_hook_sees_every_epoch_also_after_resume(tmp_path, stop_after,
+                                                           python_sigint_handler):
+    """The hook runs before each epoch's first minibatch; a run resumed in the
+    middle of epoch 2 (7 of 5 + 5) or at its end (10) calls it for the epoch
+    it continues, so a schedule can set that epoch's rate again."""
+    settings = dict(n_train_batches=5, n_valid_batches=1, n_test_batches=1, n_epochs=4,
+                    patience=1000)
+    calls = []
+
+    def on_epoch(epoch):
+        calls.append((epoch, model.calls))
+
+    model = ScriptedModel(CURVES["improving"])
+    training.train_early_stopping(model.train_model, model.validate_model, model.test_model,
+                                  model.params, on_epoch=on_epoch, **settings)
+    assert calls == [(1, 0), (2, 5), (3, 10), (4, 15)]
+
+    ckpt = str(tmp_path / "ckpt.npz")
+    calls.clear()
+    model = ScriptedModel(CURVES["improving"], interrupt_at=stop_after)
+    with pytest.raises(training.TrainingInterrupted):
+        training.train_early_stopping(model.train_model, model.validate_model,
+                                      model.test_model, model.params, on_epoch=on_epoch,
+                                      checkpoint=ckpt, **settings)
+    first = calls[:]
+    calls.clear()
+    model = ScriptedModel(CURVES["improving"])
+    training.train_early_stopping(model.train_model, model.validate_model, model.test_model,
+                                  model.params, on_epoch=on_epoch, checkpoint=ckpt,
+                                  resume=True, **settings)
+    if stop_after == 7:
+        assert first == [(1, 0), (2, 5)]
+        assert calls == [(2, 0), (3, 3), (4, 8)]
+    else:
+        assert first == [(1, 0), (2, 5)]
+        assert calls == [(3, 0), (4, 5)]
+
+
 def test_interrupt_guard_second_ctrl_c_is_immediate(python_sigint_handler):
     guard = training._InterruptGuard(True, None)
     with guard:
@@ -882,3 +921,35 @@ def test_sigint_saves_and_prints_how_to_resume(tiny_mnist, tmp_path):
     for name in ("W", "b"):
         assert our_best[name].tobytes() == ref_best[name].tobytes()
     assert result_lines(resumed.stdout)[-1] == result_lines(done.stdout)[-1]
+
+
+REUSE_SCRIPT = """
+import sys, numpy
+sys.path.insert(0, sys.argv[1])
+import training
+if sys.argv[2] == "keep":
+    assert training.keep_freed_memory()
+first = numpy.empty(6_000_000, numpy.float32)
+address = first.ctypes.data
+del first
+print(numpy.empty(5_000_000, numpy.float32).ctypes.data == address)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_reuses_freed_blocks():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    code_dir = os.path.dirname(training.__file__)
+
+    def reused(setting):
+        out = subprocess.run([sys.executable, "-c", REUSE_SCRIPT, code_dir, setting],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip() == "True"
+
+    # by default glibc unmaps a freed 24 MB array, and the next large array
+    # is fresh memory to fault in page by page; kept, the block is reused
+    assert not reused("default")
+    assert reused("keep")
