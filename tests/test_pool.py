@@ -161,3 +161,26 @@ def test_input_checks():
         pool_2d(pt.vector("v"), (2, 2), ignore_border=True)
     with pytest.raises(TypeError, match="float tensor"):
         pool_2d(pt.imatrix("i"), (2, 2), ignore_border=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 6), (2, 7, 9)])
+def test_2x2_fast_path_with_ties_and_infinities(shape):
+    """LeNet's case (whole 2x2 windows, stride 2) has loops of its own."""
+    from pytensor_nnet import pool_kernels
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)  # many ties
+    x[0, 0, :2] = -np.inf
+    x[1, 1, 1] = np.inf
+    oh, ow = shape[1] // 2, shape[2] // 2
+    args = (2, 2, 2, 2, 0, 0, True, pool_kernels.MAX)
+    out = pool_kernels.pool_forward(x, *args)
+    windows = x[:, :2 * oh, :2 * ow].reshape(shape[0], oh, 2, ow, 2)
+    np.testing.assert_array_equal(out, windows.max(axis=(2, 4)))
+    gout = rng.standard_normal(out.shape).astype(np.float32)
+    grad = pool_kernels.pool_grad(x, out, gout, *args)
+    at_max = windows == out[:, :, None, :, None]
+    expected = np.zeros_like(x)
+    expected[:, :2 * oh, :2 * ow] = (at_max * gout[:, :, None, :, None]).reshape(
+        shape[0], 2 * oh, 2 * ow)
+    np.testing.assert_array_equal(grad, expected)

@@ -54,8 +54,12 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
     out = np.empty((xs.shape[0], oh, ow), dtype=x.dtype)
+    whole_2x2 = is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow)
     for m in prange(xs.shape[0]):
         img = xs[m]
+        if whole_2x2:
+            max_pool_2x2(img, out[m])
+            continue
         for i in range(oh):
             for j in range(ow):
                 if mode == MAX:
@@ -73,6 +77,41 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
                         acc /= cnt_h[i] * cnt_w[j]
                 out[m, i, j] = acc
     return out.reshape(x.shape[:-2] + (oh, ow))
+
+
+@njit(cache=True)
+def is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
+    """Max pooling over whole 2x2 windows, stride 2, no padding: LeNet's case,
+    which has loops of its own that vectorise."""
+    return (mode == MAX and ws_h == 2 and ws_w == 2 and st_h == 2 and st_w == 2
+            and pad_h == 0 and pad_w == 0 and 2 * oh <= shape[-2] and 2 * ow <= shape[-1])
+
+
+@njit(cache=True)
+def max_pool_2x2(img, out):
+    """2x2 max pooling of one image: the general loop's comparisons, in its order."""
+    for i in range(out.shape[0]):
+        top, bottom, row = img[2 * i], img[2 * i + 1], out[i]
+        for j in range(out.shape[1]):
+            acc = -np.inf
+            for v in (top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]):
+                acc = v if v > acc else acc
+            row[j] = acc
+
+
+@njit(cache=True)
+def max_pool_grad_2x2(src, top, gtop, dst):
+    """The gradient of :func:`max_pool_2x2` for one image: each window's
+    output gradient to every cell equal to its maximum, zero elsewhere."""
+    oh, ow = top.shape
+    for i in range(oh):
+        for r in (2 * i, 2 * i + 1):
+            s, d, t, g = src[r], dst[r], top[i], gtop[i]
+            for j in range(ow):
+                d[2 * j] = g[j] if s[2 * j] == t[j] else 0
+                d[2 * j + 1] = g[j] if s[2 * j + 1] == t[j] else 0
+            d[2 * ow:] = 0
+    dst[2 * oh:] = 0
 
 
 @njit(cache=True)
@@ -95,6 +134,11 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     oh, ow = lo_h.size, lo_w.size
     if gouts.shape[1] != oh or gouts.shape[2] != ow or gouts.shape[0] != xs.shape[0]:
         raise ValueError("pool_2d gradient: output gradient has the wrong shape")
+    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow):
+        gx = np.empty(xs.shape, dtype=gout.dtype)
+        for m in prange(xs.shape[0]):
+            max_pool_grad_2x2(xs[m], outs[m], gouts[m], gx[m])
+        return gx.reshape(x.shape)
     if st_h >= ws_h and st_w >= ws_w:
         gx = np.empty(xs.shape, dtype=gout.dtype)
         disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
