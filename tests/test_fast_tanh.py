@@ -68,7 +68,7 @@ def test_accurate_and_special_values():
 
 
 def test_any_shape_and_layout():
-    x = sample(4 * 5 * 6 * 7).__getitem__(slice(0, 840)).reshape(4, 5, 6, 7)
+    x = sample(840)[:840].reshape(4, 5, 6, 7)
     strided = x[:, ::2, :, ::-1]
     np.testing.assert_array_equal(tanh_array(strided), tanh_array(np.ascontiguousarray(strided)))
     assert tanh_array(strided).shape == strided.shape

@@ -135,8 +135,10 @@ GEMM_ROWS = 4096
 
 
 @njit(cache=True)
-def block_size(n_img, positions):
-    return max(1, min(n_img, GEMM_ROWS // max(1, positions)))
+def blocking(n_img, positions):
+    """(images per block, number of blocks) for a batch of ``n_img``."""
+    blk = max(1, min(n_img, GEMM_ROWS // max(1, positions)))
+    return blk, (n_img + blk - 1) // blk
 
 
 # One thread pool, not two: the blocks of images run in parallel on Numba's
@@ -189,8 +191,7 @@ def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
-    blk = block_size(n_img, positions)
-    n_blocks = (n_img + blk - 1) // blk
+    blk, n_blocks = blocking(n_img, positions)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
         for t in prange(n_blocks):
@@ -217,8 +218,7 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     gout = np.ascontiguousarray(gout)
     gw = np.zeros((n_filt, k), dtype=x.dtype)
-    blk = block_size(n_img, positions)
-    n_blocks = (n_img + blk - 1) // blk
+    blk, n_blocks = blocking(n_img, positions)
     partial = np.empty((n_blocks, og, k), dtype=x.dtype)
     for g in range(groups):
         for t in prange(n_blocks):
@@ -258,8 +258,7 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
     wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     gout = np.ascontiguousarray(gout)
     gx = np.zeros((n_img, channels, height, width), dtype=gout.dtype)
-    blk = block_size(n_img, positions)
-    n_blocks = (n_img + blk - 1) // blk
+    blk, n_blocks = blocking(n_img, positions)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
         for t in prange(n_blocks):

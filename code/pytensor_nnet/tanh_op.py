@@ -19,6 +19,7 @@ from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.scalar.basic import Tanh
 from pytensor.tensor.elemwise import Elemwise
 
+from .conv import infer_shape_args
 from .fast_tanh import tanh_array
 
 
@@ -37,7 +38,8 @@ class Tanh32(Op):
         outputs[0][0] = tanh_array(inputs[0])
 
     def infer_shape(self, *args):
-        return [args[-1][0]]
+        node, (shape,) = infer_shape_args(args)
+        return [shape]
 
     def pullback(self, inputs, outputs, cotangents):
         (y,), (gy,) = outputs, cotangents
