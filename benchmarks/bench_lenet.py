@@ -187,12 +187,14 @@ def main(argv=None):
     import convolutional_mlp
     import pytensor_nnet
     from mnist_io import load_data
+    from pytensor_nnet import blas
 
     if args.mode:
         pytensor.config.mode = args.mode
     print(f"pytensor {pytensor.__version__}, mode {pytensor.config.mode}, floatX {pytensor.config.floatX}, "
           f"kernel threads {pytensor_nnet.get_num_threads()} (Numba {numba.threading_layer()}), "
-          f"BLAS 1 thread")
+          f"BLAS {'/'.join(map(str, blas.blas_threads())) or '?'} thread(s), "
+          f"OpenBLAS kernels {'/'.join(blas.kernel_names()) or '?'}")
     datasets = load_data(args.dataset)
 
     start = time.perf_counter()

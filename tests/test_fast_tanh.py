@@ -1,5 +1,10 @@
 """The float32 tanh Op: the C library's bits, vectorised, swapped in by a rewrite."""
+import os
 import platform
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -9,6 +14,7 @@ from numba import njit
 from pytensor.compile.mode import get_mode
 
 from backends import BACKENDS
+from conftest import CODE
 from pytensor_nnet import Tanh32
 from pytensor_nnet.fast_tanh import tanh_array
 
@@ -116,3 +122,31 @@ def test_gradient_of_the_op():
 def test_rejects_other_dtypes():
     with pytest.raises(TypeError, match="float32"):
         Tanh32()(pt.vector(dtype="float64"))
+
+
+FIRST_COMPILED_IN_A_FASTMATH_GRAPH = textwrap.dedent("""
+    import numpy as np, pytensor, pytensor.tensor as pt
+    from pytensor_nnet.fast_tanh import tanh_array
+    from test_fast_tanh import libm_tanhf
+
+    x = (np.random.default_rng(0).standard_normal(200_000) * 3).astype(np.float32)
+    v = pt.vector(dtype="float32")
+    with pytensor.config.change_flags(numba__fastmath=True):
+        in_graph = pytensor.function([v], pt.tanh(v), mode="NUMBA")(x)
+    print(int((in_graph != libm_tanhf(x)).sum()), int((tanh_array(x) != libm_tanhf(x)).sum()))
+""")
+
+
+@pytest.mark.skipif(not glibc_with_fdlibm_tanhf(), reason="this C library's tanhf is not fdlibm's")
+def test_exact_even_when_first_compiled_inside_a_fastmath_graph(tmp_path):
+    """With empty caches, the kernel is first compiled for PyTensor's graph,
+    whose fast-math flags it must not take on (Numba 0.68 gave them to
+    kernels that left fastmath unset, and cached that version)."""
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(CODE), str(Path(__file__).parent)]),
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTENSOR_FLAGS": f"floatX=float32,base_compiledir={tmp_path / 'pytensor'}"}
+    done = subprocess.run([sys.executable, "-c", FIRST_COMPILED_IN_A_FASTMATH_GRAPH], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "0"]  # elements unlike tanhf: in the graph, called directly

@@ -1,34 +1,19 @@
 """One thread pool: BLAS on one thread, the kernels on Numba's; stale caches."""
-import ctypes
-
 import numba
 import numpy as np
 import pytest
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
 import pytensor_nnet
-from pytensor_nnet import conv_kernels, numba_dispatch, pool_kernels, threads
+from pytensor_nnet import blas, conv_kernels, jit, numba_dispatch, pool_kernels
 from pytensor_nnet.conv import Conv2d
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                                  reason="Numba has one thread here")
 
 
-def blas_thread_counts():
-    counts = []
-    for path in threads._loaded_openblas_paths():
-        lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
-                     "openblas_get_num_threads64_", "openblas_get_num_threads"):
-            getter = getattr(lib, name, None)
-            if getter is not None:
-                counts.append(getter())
-                break
-    return counts
-
-
 def test_blas_runs_on_one_thread_after_import():
-    counts = blas_thread_counts()
+    counts = blas.blas_threads()
     if not counts:
         pytest.skip("no OpenBLAS found in this process")
     assert counts == [1] * len(counts)
@@ -83,5 +68,5 @@ def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
 
 
 def test_source_version_changes_with_the_source():
-    assert numba_dispatch.source_version(conv_kernels) == numba_dispatch.CONV_VERSION
-    assert numba_dispatch.source_version(conv_kernels) != numba_dispatch.source_version(pool_kernels)
+    assert numba_dispatch.source_version(jit, conv_kernels) == numba_dispatch.CONV_VERSION
+    assert numba_dispatch.CONV_VERSION != numba_dispatch.POOL_VERSION

@@ -17,8 +17,10 @@ from . import threads
 threads.use_one_pool()
 
 from . import numba_dispatch  # noqa: F401  (registers the Numba backend)
+from . import dot_op  # noqa: F401  (registers the float32 matrix-product rewrite)
 from . import tanh_op  # noqa: F401  (registers the float32 tanh rewrite)
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, conv2d
+from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad, max_pool_2d, pool_2d
 from .tanh_op import Tanh32
 from .threads import get_num_threads, set_num_threads
@@ -36,6 +38,7 @@ __all__ = [
     "Pool",
     "PoolGrad",
     "Tanh32",
+    "BlockedDot",
     "get_num_threads",
     "set_num_threads",
 ]

@@ -15,14 +15,16 @@ the bottom. The same compiled functions back ``Op.perform`` (C/CVM and Python
 modes) and the Numba backend, so every mode computes the same numbers.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import kernel
 
 # border modes as small ints, so the kernels can resolve padding from the
 # run-time filter size inside nopython code
 BORDER_EXPLICIT, BORDER_VALID, BORDER_FULL, BORDER_HALF = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@kernel
 def resolve_pad(border, pad, k, dilation):
     """Padding on one axis for a border code (see ``BORDER_*``)."""
     dk = (k - 1) * dilation + 1
@@ -35,12 +37,12 @@ def resolve_pad(border, pad, k, dilation):
     return pad
 
 
-@njit(cache=True)
+@kernel
 def out_length(size, k, pad, stride, dilation):
     return (size + 2 * pad - ((k - 1) * dilation + 1)) // stride + 1
 
 
-@njit(cache=True)
+@kernel
 def im2row(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, r0):
     """Unroll receptive fields into rows:
     ``rows[r0 + i*ow + j, (c, a, b)] = padded img[c, i*sh + a*dh, j*sw + b*dw]``.
@@ -73,7 +75,7 @@ def im2row(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, r0):
                             row[base + b] = src[cc] if 0 <= cc < width else 0
 
 
-@njit(cache=True)
+@kernel
 def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
     """Add rows ``r0 + (i, j)`` back onto ``img``: the transpose of :func:`im2row`."""
     channels, height, width = img.shape
@@ -99,7 +101,7 @@ def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
                             dst[cc] += row[base + b]
 
 
-@njit(cache=True)
+@kernel
 def check_groups(in_channels, filter_channels, n_filters, groups):
     if in_channels != filter_channels * groups:
         raise ValueError(
@@ -110,7 +112,7 @@ def check_groups(in_channels, filter_channels, n_filters, groups):
         raise ValueError("conv2d: the number of filters must be divisible by num_groups")
 
 
-@njit(cache=True)
+@kernel
 def check_output(oh, ow):
     if oh <= 0 or ow <= 0:
         raise ValueError(
@@ -119,7 +121,7 @@ def check_output(oh, ow):
         )
 
 
-@njit(cache=True)
+@kernel
 def check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw):
     if oh != out_length(height, kh, ph, sh, dh) or ow != out_length(width, kw, pw, sw, dw):
         raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
@@ -134,7 +136,7 @@ def check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw):
 GEMM_ROWS = 4096
 
 
-@njit(cache=True)
+@kernel
 def blocking(n_img, positions):
     """(images per block, number of blocks) for a batch of ``n_img``."""
     blk = max(1, min(n_img, GEMM_ROWS // max(1, positions)))
@@ -149,35 +151,42 @@ def blocking(n_img, positions):
 # summed in block order afterwards), so the result does not depend on the
 # number of threads.
 
-@njit(cache=True)
+@kernel
 def unroll_block(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows):
     """im2row for images n0 .. n0+nb-1, channels c0 .. c0+cg-1, side by side."""
     for b in range(nb):
         im2row(x[n0 + b, c0:c0 + cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, b * oh * ow)
 
 
-@njit(cache=True)
+@kernel
 def fold_block(rows, gx, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow):
     """row2im of a block back onto images n0 .. n0+nb-1."""
     for b in range(nb):
         row2im(rows, b * oh * ow, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, gx[n0 + b, c0:c0 + cg])
 
 
-@njit(cache=True)
+@kernel
+def clear_block(gx, n0, nb, c0, cg):
+    """gx[n0:n0+nb, c0:c0+cg] = 0"""
+    for b in range(nb):
+        gx[n0 + b, c0:c0 + cg] = 0
+
+
+@kernel
 def scatter_block(res, out, n0, nb, f0, og, positions):
     """out[n0 + b, f0 + f, p] = res[f, b*P + p]: the GEMM result back to NCHW."""
     for b in range(nb):
         out[n0 + b, f0:f0 + og].reshape((og, positions))[:, :] = res[:, b * positions:(b + 1) * positions]
 
 
-@njit(cache=True)
+@kernel
 def gather_gout(gout, n0, nb, f0, og, positions, gblk):
     """gblk[f, b*P + p] = gout[n0 + b, f0 + f, p]: a block of output maps side by side."""
     for b in range(nb):
         gblk[:, b * positions:(b + 1) * positions] = gout[n0 + b, f0:f0 + og].reshape((og, positions))
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     """Cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups, kh, kw)."""
     n_img, channels, height, width = x.shape
@@ -205,7 +214,7 @@ def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
     return out
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     """d(sum(corr(x, w) * gout)) / dw, for filters of size (kh, kw)."""
     n_img, channels, height, width = x.shape
@@ -233,7 +242,7 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
     return gw.reshape((n_filt, cg, kh, kw))
 
 
-@njit(cache=True)
+@kernel
 def add_in_block_order(total, partial):
     """total += partial[0] + partial[1] + ..., in that order (the same
     numbers whatever the thread count). A function of its own: written in a
@@ -244,7 +253,7 @@ def add_in_block_order(total, partial):
         total += partial[t]
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, groups):
     """d(sum(corr(x, w) * gout)) / dx, for an input of size (height, width)."""
     n_img, n_filt, oh, ow = gout.shape
@@ -257,13 +266,16 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     wmat = np.ascontiguousarray(w).reshape((n_filt, k))
     gout = np.ascontiguousarray(gout)
-    gx = np.zeros((n_img, channels, height, width), dtype=gout.dtype)
+    gx = np.empty((n_img, channels, height, width), dtype=gout.dtype)
     blk, n_blocks = blocking(n_img, positions)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
         for t in prange(n_blocks):
             n0 = t * blk
             nb = min(blk, n_img - n0)
+            # each block clears its own images: in parallel, not as one
+            # serial np.zeros before the loop
+            clear_block(gx, n0, nb, g * cg, cg)
             rows = np.empty((nb * positions, k), dtype=gout.dtype)
             gblk = np.empty((og, nb * positions), dtype=gout.dtype)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
@@ -272,25 +284,25 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
     return gx
 
 
-@njit(cache=True)
+@kernel
 def flipped(w):
     return np.ascontiguousarray(w[:, :, ::-1, ::-1])
 
 
-@njit(cache=True)
+@kernel
 def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
     wc = flipped(w) if flip else np.ascontiguousarray(w)
     return corr_forward(np.ascontiguousarray(x), wc, border, ph, pw, sh, sw, dh, dw, groups)
 
 
-@njit(cache=True)
+@kernel
 def conv_grad_weights(x, gout, kh, kw, flip, border, ph, pw, sh, sw, dh, dw, groups):
     gw = corr_grad_weights(np.ascontiguousarray(x), gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups)
     return flipped(gw) if flip else gw
 
 
-@njit(cache=True)
+@kernel
 def conv_grad_inputs(w, gout, height, width, flip, border, ph, pw, sh, sw, dh, dw, groups):
     wc = flipped(w) if flip else np.ascontiguousarray(w)
     return corr_grad_inputs(wc, gout, height, width, border, ph, pw, sh, sw, dh, dw, groups)

@@ -21,8 +21,10 @@ rational approximation, then puts the k back into the exponent bits.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import prange, types
 from numba.extending import intrinsic
+
+from .jit import kernel
 
 
 @intrinsic
@@ -54,7 +56,7 @@ Q4, Q5 = _f(4.0082177293e-06), _f(-2.0109921195e-07)
 # stop the vectorisation that is the point. forceinline puts the function
 # into the caller's loop; error_model="numpy" drops Python's zero-division
 # checks (the divisors here are never zero).
-@njit(cache=True, error_model="numpy", forceinline=True)
+@kernel(error_model="numpy", forceinline=True)
 def expm1f(x):
     """fdlibm's expm1f for the arguments tanhf gives it (-2 < x < 44)."""
     hx = float_bits(x) & 0x7FFFFFFF
@@ -93,7 +95,7 @@ def expm1f(x):
     return x if hx < 0x33000000 else result
 
 
-@njit(cache=True, error_model="numpy", forceinline=True)
+@kernel(error_model="numpy", forceinline=True)
 def tanh_float32(x):
     """tanh of a float32: the same bits as fdlibm's tanhf."""
     bits = float_bits(x)
@@ -109,12 +111,30 @@ def tanh_float32(x):
     return ((ONE / x + ONE) if bits >= 0 else (ONE / x - ONE)) if ix >= 0x7F800000 else z
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
+def tanh_run(src, out):
+    """out[i] = tanh(src[i]) over two flat arrays. A function of its own, over
+    whole arrays, so that the loop vectorises: inside the parallel loop below,
+    or from a start index to a stop, it did not (3.5-3.9 ms instead of 1.8
+    for LeNet's first layer on one thread)."""
+    for i in range(src.size):
+        out[i] = tanh_float32(src[i])
+
+
+# elements per parallel chunk: large enough that starting a thread is cheap
+# beside it, small enough that LeNet's 1.4 million outputs make 22 chunks
+CHUNK = 1 << 16
+
+
+@kernel(error_model="numpy", parallel=True)
 def tanh_array(x):
-    """Elementwise :func:`tanh_float32` of a float32 array (a new array)."""
+    """Elementwise :func:`tanh_float32` of a float32 array (a new array), in
+    chunks on Numba's threads."""
     src = np.ascontiguousarray(x)
     out = np.empty(src.shape, dtype=np.float32)
     flat_src, flat_out = src.reshape(src.size), out.reshape(out.size)
-    for i in range(flat_src.size):
-        flat_out[i] = tanh_float32(flat_src[i])
+    n = flat_src.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
+        tanh_run(flat_src[start:stop], flat_out[start:stop])
     return out

@@ -1,4 +1,4 @@
-"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv, pool and tanh Ops.
+"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv, pool, tanh and dot Ops.
 
 Convolution maps to ``jax.lax.conv_general_dilated`` (cuDNN on a GPU); its
 two gradients are the VJPs of that forward, which XLA turns into the usual
@@ -15,6 +15,7 @@ from pytensor.link.jax.dispatch import jax_funcify
 
 from . import pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .shapes import conv_padding
 from .tanh_op import Tanh32
@@ -153,3 +154,9 @@ def jax_funcify_PoolGrad(op, **kwargs):
 def jax_funcify_Tanh32(op, **kwargs):
     # XLA's own tanh, as for PyTensor's Elemwise tanh under JAX
     return jnp.tanh
+
+
+@jax_funcify.register(BlockedDot)
+def jax_funcify_BlockedDot(op, **kwargs):
+    # XLA's own matrix product, as for PyTensor's Dot under JAX
+    return jnp.dot

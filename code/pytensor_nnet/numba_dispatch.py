@@ -1,4 +1,4 @@
-"""Numba backend (PyTensor's default mode) for the conv, pool and tanh Ops.
+"""Numba backend (PyTensor's default mode) for the conv, pool, tanh and dot Ops.
 
 Each dispatch returns a small jitted wrapper around the same kernels that
 ``perform`` uses; the Op's properties are baked in as constants. PyTensor
@@ -13,8 +13,9 @@ from hashlib import sha256
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, fast_tanh, pool_kernels
+from . import conv_kernels, fast_tanh, jit, matmul_kernels, pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .tanh_op import Tanh32
 
@@ -27,9 +28,11 @@ def source_version(*modules):
     return int(digest.hexdigest()[:15], 16)
 
 
-CONV_VERSION = source_version(conv_kernels)
-POOL_VERSION = source_version(pool_kernels)
-TANH_VERSION = source_version(fast_tanh)
+# jit: the decorator's flags are part of the compiled code too
+CONV_VERSION = source_version(jit, conv_kernels)
+POOL_VERSION = source_version(jit, pool_kernels)
+TANH_VERSION = source_version(jit, fast_tanh)
+DOT_VERSION = source_version(jit, matmul_kernels)
 
 
 @register_funcify_default_op_cache_key(Conv2d)
@@ -103,3 +106,14 @@ def numba_funcify_Tanh32(op, node=None, **kwargs):
         return tanh(x)
 
     return tanh32, TANH_VERSION
+
+
+@register_funcify_default_op_cache_key(BlockedDot)
+def numba_funcify_BlockedDot(op, node=None, **kwargs):
+    dot = matmul_kernels.blocked_dot
+
+    @numba_basic.numba_njit
+    def blocked_dot(a, b):
+        return dot(a, b)
+
+    return blocked_dot, DOT_VERSION

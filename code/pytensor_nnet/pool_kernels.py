@@ -9,13 +9,15 @@ goes to every cell equal to its window's maximum, ties included, as Theano's
 These compiled functions back ``Op.perform`` and the Numba backend alike.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import kernel
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 MAX, SUM, AVERAGE_INC_PAD, AVERAGE_EXC_PAD = range(4)
 
 
-@njit(cache=True)
+@kernel
 def window_ranges(size, ws, stride, pad, ignore_border, inc_pad):
     """Per output index on one axis: [lo, hi) of real cells, and the divisor."""
     v = size + 2 * pad
@@ -37,7 +39,7 @@ def window_ranges(size, ws, stride, pad, ignore_border, inc_pad):
     return lo, hi, count
 
 
-@njit(cache=True)
+@kernel
 def as_stack(x):
     """View ``x`` as (images, rows, cols), whatever its leading axes."""
     return np.ascontiguousarray(x).reshape((-1, x.shape[-2], x.shape[-1]))
@@ -46,7 +48,7 @@ def as_stack(x):
 # Images run in parallel on Numba's threads (see pytensor_nnet.threads);
 # each writes only its own output, so results do not depend on the threads.
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     xs = as_stack(x)
     inc = mode == AVERAGE_INC_PAD
@@ -79,7 +81,7 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     return out.reshape(x.shape[:-2] + (oh, ow))
 
 
-@njit(cache=True)
+@kernel
 def is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
     """Max pooling over whole 2x2 windows, stride 2, no padding: LeNet's case,
     which has loops of its own that vectorise."""
@@ -87,7 +89,7 @@ def is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
             and pad_h == 0 and pad_w == 0 and 2 * oh <= shape[-2] and 2 * ow <= shape[-1])
 
 
-@njit(cache=True)
+@kernel
 def max_pool_2x2(img, out):
     """2x2 max pooling of one image: the general loop's comparisons, in its order."""
     for i in range(out.shape[0]):
@@ -99,7 +101,7 @@ def max_pool_2x2(img, out):
             row[j] = acc
 
 
-@njit(cache=True)
+@kernel
 def max_pool_grad_2x2(src, top, gtop, dst):
     """The gradient of :func:`max_pool_2x2` for one image: each window's
     output gradient to every cell equal to its maximum, zero elsewhere."""
@@ -114,7 +116,7 @@ def max_pool_grad_2x2(src, top, gtop, dst):
     dst[2 * oh:] = 0
 
 
-@njit(cache=True)
+@kernel
 def owning_window(size, ws, stride, pad, n_out):
     """For non-overlapping windows: the window holding each cell, or -1."""
     owner = np.full(size, -1, np.int64)
@@ -125,7 +127,7 @@ def owning_window(size, ws, stride, pad, n_out):
     return owner
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     xs, outs, gouts = as_stack(x), as_stack(out), as_stack(gout)
     inc = mode == AVERAGE_INC_PAD
@@ -166,7 +168,7 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     return gx.reshape(x.shape)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
                        row_win, col_win, mode, gx):
     """Gradient when windows do not overlap: window by window, each cell written once."""

@@ -6,7 +6,8 @@ run on one thread: two pools that both spin for work (OpenBLAS's and Numba's)
 fight over the cores, and on a 2-core machine a training step became 0.5-24 s
 instead of 0.2 s (measured). So, on import, :func:`use_one_pool` sets the
 OpenBLAS libraries loaded in the process (NumPy's and SciPy's, which Numba's
-``np.dot`` calls) to one thread and leaves the parallelism to Numba.
+``np.dot`` calls; see :mod:`pytensor_nnet.blas`) to one thread and leaves
+the parallelism to Numba.
 
 Numba's thread count follows its own settings (``NUMBA_NUM_THREADS``, all
 cores by default) and :func:`set_num_threads` changes it. Numba's
@@ -16,49 +17,12 @@ workers made a kernel 5x slower whenever another process used a core
 (measured). The workqueue layer does not allow parallel kernels launched from
 two Python threads at once; set ``NUMBA_THREADING_LAYER=omp`` if you do that.
 """
-import ctypes
 import os
 
 import numba
 from numba.np.ufunc import parallel as numba_parallel
 
-# setter names in the OpenBLAS builds that NumPy and SciPy wheels bundle,
-# and in a plain system OpenBLAS
-_BLAS_SETTERS = (
-    "scipy_openblas_set_num_threads64_",
-    "scipy_openblas_set_num_threads",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
-)
-
-
-def _loaded_openblas_paths():
-    """Paths of the OpenBLAS shared libraries mapped into this process (Linux)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:  # not Linux: nothing we can find this way
-        return []
-    return sorted(p for p in paths if p.startswith("/") and ".so" in p)
-
-
-def set_blas_threads(n):
-    """Set every loaded OpenBLAS to ``n`` threads; returns how many were set."""
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba calls)
-
-    count = 0
-    for path in _loaded_openblas_paths():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _BLAS_SETTERS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(n))
-                count += 1
-                break
-    return count
+from .blas import set_blas_threads
 
 
 def set_num_threads(n):

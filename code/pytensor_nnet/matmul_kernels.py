@@ -1,0 +1,98 @@
+"""A float32 matrix product split into blocks of rows, on Numba's threads.
+
+BLAS runs on one thread here (see :mod:`pytensor_nnet.threads`), so a plain
+``np.dot`` uses one core. :func:`blocked_dot` cuts the rows of the result
+into blocks of at least :data:`BLOCK_ROWS` rows and calls SciPy's ``sgemm`` once per
+block, the blocks running on Numba's threads: LeNet's hidden-layer products
+(500x800 by 800x500 and its two gradients) 3.2 -> 1.8 ms each on 2 threads
+(measured).
+
+``sgemm`` is called directly (through the same entry point as Numba's own
+``np.dot``, so compiled code stays cacheable), with each operand's own
+leading dimension, so that a block of a transposed operand (``x.T[r0:r1]``)
+needs no copy. The
+blocking depends only on the shapes, never on the thread count: the results
+are the same for any number of threads (the last bits differ from one
+``np.dot`` of the whole, as they do between any two matrix shapes in BLAS).
+"""
+import numpy as np
+from numba import prange, types
+from numba.np.linalg import _BLAS, ensure_blas
+
+from .jit import kernel
+
+ensure_blas()
+# Numba's wrapper of SciPy's BLAS ?gemm: (kind, transa, transb, m, n, k,
+# alpha*, a*, lda, b*, ldb, beta*, c*, ldc) -> status
+_xxgemm = _BLAS().numba_xxgemm(types.float32)
+
+# Rows per block, at least: blocks this tall keep BLAS near its one-core
+# speed, and LeNet's 500 and 800 rows split into 2 and 4 even blocks.
+BLOCK_ROWS = 200
+
+
+@kernel
+def as_blas_operand(x):
+    """How column-major BLAS sees row-major ``x``: (op, leading dimension),
+    with op 'N' when x's rows are contiguous (BLAS then sees x transposed,
+    which is what the row-major product needs) and 'T' when its columns are;
+    op 0 when neither (the caller copies)."""
+    rows, cols = x.shape
+    s0, s1 = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
+    if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
+        return ord("N"), max(1, s0)
+    if (s0 == 1 or rows == 1) and s1 >= max(1, rows):
+        return ord("T"), max(1, s1)
+    return 0, 0
+
+
+@kernel
+def gemm_rows(a, b, out, r0, r1):
+    """``out[r0:r1] = a[r0:r1] @ b``, one ``sgemm`` call; ``out`` C-contiguous,
+    ``a`` and ``b`` BLAS operands (see :func:`as_blas_operand`)."""
+    k, n = b.shape
+    op_a, lda = as_blas_operand(a)
+    op_b, ldb = as_blas_operand(b)
+    one = np.ones(1, dtype=np.float32)
+    zero = np.zeros(1, dtype=np.float32)
+    # column-major: out.T[:, r0:r1] = b.T @ a[r0:r1].T
+    status = _xxgemm(ord("s"), op_b, op_a, n, r1 - r0, k, one.ctypes, b.ctypes, ldb,
+                     a[r0:r1].ctypes, lda, zero.ctypes, out[r0:r1].ctypes, n)
+    if status != 0:
+        raise RuntimeError("blocked_dot: BLAS sgemm failed")
+
+
+@kernel
+def row_blocks(m):
+    """(rows per block, number of blocks) for a result of ``m`` rows."""
+    n_blocks = max(1, m // BLOCK_ROWS)
+    rows = (m + n_blocks - 1) // n_blocks
+    return rows, (m + rows - 1) // rows
+
+
+@kernel
+def blas_ready(x):
+    if as_blas_operand(x)[0] == 0:
+        return np.ascontiguousarray(x)
+    return x
+
+
+@kernel(parallel=True)
+def blocked_dot(a, b):
+    """``a @ b`` for float32 matrices, in blocks of rows on Numba's threads."""
+    m, k = a.shape
+    if b.shape[0] != k:
+        raise ValueError("blocked_dot: the inner dimensions of the two matrices differ")
+    n = b.shape[1]
+    out = np.empty((m, n), dtype=np.float32)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out[:] = 0
+        return out
+    a, b = blas_ready(a), blas_ready(b)
+    rows, n_blocks = row_blocks(m)
+    for t in prange(n_blocks):
+        r0 = t * rows
+        gemm_rows(a, b, out, r0, min(m, r0 + rows))
+    return out
