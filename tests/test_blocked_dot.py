@@ -67,6 +67,19 @@ def test_blocks_follow_the_shape_only():
     assert rows >= BLOCK_ROWS and rows * n_blocks >= 5 * BLOCK_ROWS + 13
 
 
+@numba.njit
+def numba_dot(a, b):
+    return np.dot(a, b)
+
+
+def test_one_block_is_numbas_own_product_bit_for_bit():
+    """Below 2 * BLOCK_ROWS rows there is one block, one BLAS call: the bits
+    of np.dot, whatever the layouts (LeNet-5's minibatch of 50 relies on it)."""
+    a, b = matrices(2 * BLOCK_ROWS - 1, 120, 84, seed=7)
+    for x, y in [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[:50], b)]:
+        np.testing.assert_array_equal(blocked_dot(x, y), numba_dot(x, y))
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
 def test_results_do_not_depend_on_the_thread_count():
     a, b = matrices(900, 300, 200, seed=3)

@@ -15,7 +15,6 @@ the AVX2 "Haswell" kernels run a 500x800 by 800x500 float32 product in
 import ctypes
 
 
-
 def _names(function):
     """A function's names in the OpenBLAS builds that NumPy and SciPy wheels
     bundle (prefixed, and suffixed for 64-bit ints), and in a plain OpenBLAS."""

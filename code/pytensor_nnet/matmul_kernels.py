@@ -2,18 +2,18 @@
 
 BLAS runs on one thread here (see :mod:`pytensor_nnet.threads`), so a plain
 ``np.dot`` uses one core. :func:`blocked_dot` cuts the rows of the result
-into blocks of at least :data:`BLOCK_ROWS` rows and calls SciPy's ``sgemm`` once per
-block, the blocks running on Numba's threads: LeNet's hidden-layer products
-(500x800 by 800x500 and its two gradients) 3.2 -> 1.8 ms each on 2 threads
-(measured).
+into blocks of at least :data:`BLOCK_ROWS` rows and calls SciPy's ``sgemm``
+once per block, the blocks running on Numba's threads: LeNet's hidden-layer
+products (500x800 by 800x500 and its two gradients) 3.2 -> 1.8 ms each on
+2 threads (measured).
 
 ``sgemm`` is called directly (through the same entry point as Numba's own
 ``np.dot``, so compiled code stays cacheable), with each operand's own
 leading dimension, so that a block of a transposed operand (``x.T[r0:r1]``)
-needs no copy. The
-blocking depends only on the shapes, never on the thread count: the results
-are the same for any number of threads (the last bits differ from one
-``np.dot`` of the whole, as they do between any two matrix shapes in BLAS).
+needs no copy. The blocking depends only on the shapes, never on the thread
+count: the results are the same for any number of threads (the last bits
+differ from one ``np.dot`` of the whole, as they do between any two matrix
+shapes in BLAS).
 """
 import numpy as np
 from numba import prange, types
@@ -72,6 +72,7 @@ def row_blocks(m):
 
 @kernel
 def blas_ready(x):
+    """``x``, or a C-contiguous copy when BLAS cannot read it as it is."""
     if as_blas_operand(x)[0] == 0:
         return np.ascontiguousarray(x)
     return x
