@@ -80,20 +80,6 @@ def test_one_block_is_numbas_own_product_bit_for_bit():
         np.testing.assert_array_equal(blocked_dot(x, y), numba_dot(x, y))
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
-def test_results_do_not_depend_on_the_thread_count():
-    a, b = matrices(900, 300, 200, seed=3)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = blocked_dot(np.asfortranarray(a), b)
-        numba.set_num_threads(2)
-        two = blocked_dot(np.asfortranarray(a), b)
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_array_equal(one, two)
-
-
 def compile_dense_graph(mode, dtype):
     """A hidden layer's product and both its gradients: the three products
     (x @ W, g @ W.T, x.T @ g) LeNet's dense layer runs."""

@@ -5,7 +5,7 @@ import pytest
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
 import pytensor_nnet
-from pytensor_nnet import blas, conv_kernels, jit, numba_dispatch, pool_kernels
+from pytensor_nnet import blas, conv_kernels, jit, matmul_kernels, numba_dispatch, pool_kernels
 from pytensor_nnet.conv import Conv2d
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -43,6 +43,8 @@ def test_results_do_not_depend_on_the_thread_count():
     x = rng.standard_normal((37, 6, 13, 11)).astype(np.float32)
     gout = rng.standard_normal((37, 4, 9, 9)).astype(np.float32)
     w = rng.standard_normal((4, 6, 5, 3)).astype(np.float32)
+    a = rng.standard_normal((900, 300)).astype(np.float32)  # 4 blocks of rows
+    b = rng.standard_normal((300, 200)).astype(np.float32)
     args = (conv_kernels.BORDER_VALID, 0, 0, 1, 1, 1, 1, 1)
     pool_args = (2, 2, 2, 2, 0, 0, True, pool_kernels.MAX)
     jobs = [
@@ -50,6 +52,7 @@ def test_results_do_not_depend_on_the_thread_count():
         (conv_kernels.conv_grad_weights, x, gout, 5, 3, True, *args),
         (conv_kernels.conv_grad_inputs, w, gout, 13, 11, True, *args),
         (pool_kernels.pool_forward, x, *pool_args),
+        (matmul_kernels.blocked_dot, np.asfortranarray(a), b),
     ]
     for fn, *fn_args in jobs:
         one, two = with_threads(1, fn, *fn_args), with_threads(2, fn, *fn_args)

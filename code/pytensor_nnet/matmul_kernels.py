@@ -36,7 +36,7 @@ def as_blas_operand(x):
     """How column-major BLAS sees row-major ``x``: (op, leading dimension),
     with op 'N' when x's rows are contiguous (BLAS then sees x transposed,
     which is what the row-major product needs) and 'T' when its columns are;
-    op 0 when neither (the caller copies)."""
+    op 0 when neither (:func:`blas_operand` copies)."""
     rows, cols = x.shape
     s0, s1 = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
     if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
@@ -47,12 +47,10 @@ def as_blas_operand(x):
 
 
 @kernel
-def gemm_rows(a, b, out, r0, r1):
+def gemm_rows(a, op_a, lda, b, op_b, ldb, out, r0, r1):
     """``out[r0:r1] = a[r0:r1] @ b``, one ``sgemm`` call; ``out`` C-contiguous,
-    ``a`` and ``b`` BLAS operands (see :func:`as_blas_operand`)."""
+    ``(op, ld)`` of ``a`` and ``b`` from :func:`as_blas_operand`."""
     k, n = b.shape
-    op_a, lda = as_blas_operand(a)
-    op_b, ldb = as_blas_operand(b)
     one = np.ones(1, dtype=np.float32)
     zero = np.zeros(1, dtype=np.float32)
     # column-major: out.T[:, r0:r1] = b.T @ a[r0:r1].T
@@ -71,11 +69,14 @@ def row_blocks(m):
 
 
 @kernel
-def blas_ready(x):
-    """``x``, or a C-contiguous copy when BLAS cannot read it as it is."""
-    if as_blas_operand(x)[0] == 0:
-        return np.ascontiguousarray(x)
-    return x
+def blas_operand(x):
+    """``x`` or, when BLAS cannot read it as it is, a C-contiguous copy; with
+    its ``(op, leading dimension)``."""
+    op, ld = as_blas_operand(x)
+    if op == 0:
+        x = np.ascontiguousarray(x)
+        op, ld = as_blas_operand(x)
+    return x, op, ld
 
 
 @kernel(parallel=True)
@@ -91,9 +92,10 @@ def blocked_dot(a, b):
     if k == 0:
         out[:] = 0
         return out
-    a, b = blas_ready(a), blas_ready(b)
+    a, op_a, lda = blas_operand(a)
+    b, op_b, ldb = blas_operand(b)
     rows, n_blocks = row_blocks(m)
     for t in prange(n_blocks):
         r0 = t * rows
-        gemm_rows(a, b, out, r0, min(m, r0 + rows))
+        gemm_rows(a, op_a, lda, b, op_b, ldb, out, r0, min(m, r0 + rows))
     return out

@@ -96,7 +96,6 @@ def numba_funcify_PoolGrad(op, node=None, **kwargs):
     return pool_grad, POOL_VERSION
 
 
-
 @register_funcify_default_op_cache_key(Tanh32)
 def numba_funcify_Tanh32(op, node=None, **kwargs):
     tanh = fast_tanh.tanh_array
