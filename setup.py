@@ -1,19 +1,17 @@
 """Install the PyTensor port of the LeNet deep-learning tutorial.
 
-The tutorial scripts live in ``code/`` as top-level modules (``logistic_sgd``,
-``mlp``, ``convolutional_mlp`` ...), next to the ``pytensor_nnet`` package that
-brings back Theano's ``conv2d`` and ``pool_2d``.
+What is installed is the library ``pytensor_nnet`` (Theano's ``conv2d`` and
+``pool_2d`` for PyTensor) and what the tutorials need to run. The tutorial
+scripts stay scripts: they are run from the checkout
+(``python code/convolutional_mlp.py``) and import each other from their
+folder, as the original's did, so no ``utils`` or ``training`` module lands
+in site-packages.
 """
-import glob
 import os
 
 from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODULES = sorted(
-    os.path.splitext(os.path.basename(path))[0]
-    for path in glob.glob(os.path.join(HERE, "code", "*.py"))
-)
 
 setup(
     name="lenet-pytensor",
@@ -25,7 +23,6 @@ setup(
     python_requires=">=3.11",
     package_dir={"": "code"},
     packages=["pytensor_nnet"],
-    py_modules=MODULES,
     install_requires=[
         "pytensor>=3.0,<4",
         "numpy",
@@ -33,7 +30,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "sphinx", "jax"],
+        "test": ["pytest", "sphinx", "jax", "setuptools>=70.1"],
         "jax": ["jax"],
         "docs": ["sphinx"],
     },

@@ -8,8 +8,11 @@ from
 * the tutorial's own ``mnist.pkl.gz`` (a gzip'ed protocol-2 pickle of
   ``((train_x, train_y), (valid_x, valid_y), (test_x, test_y))``), given as a
   path or as a bare file name looked up in ``$LENET_DATA_DIR``, the current
-  directory and the project's ``data/`` folder, and downloaded from the
-  tutorial's address when the default name is asked for and not found;
+  directory and the project's ``data/`` folder, and downloaded when the
+  default name is asked for and not found (see :func:`download_mnist`: a
+  mirror named by ``$LENET_MNIST_MIRROR``, then the tutorial's address, then
+  other public copies of the pickle or of the IDX files, each download
+  checked against pinned SHA-256 checksums of its content);
 * a directory holding the four standard MNIST IDX files
   (``train-images-idx3-ubyte.gz`` ...; gzip'ed or not), split as the pickle is:
   the first 50,000 training digits for training, the rest for validation.
@@ -26,9 +29,16 @@ PyTensor; only :func:`load_data` and :func:`shared_dataset` import it.
 """
 import codecs
 import gzip
+import hashlib
+import http.client
+import io
 import os
+import pathlib
 import pickle
+import socket
 import sys
+import time
+import urllib.error
 import urllib.request
 import zlib
 
@@ -42,11 +52,17 @@ __all__ = [
     "DEFAULT_DATASET",
     "DatasetError",
     "DatasetNotFoundError",
+    "DOWNLOAD_TIMEOUT",
     "IDX_FILES",
+    "MIRROR_ENV",
+    "MNIST_SHA256",
+    "MNIST_SOURCES",
     "MNIST_URL",
     "N_TRAIN",
     "data_dirs",
+    "dataset_sha256",
     "download_mnist",
+    "download_sources",
     "find_dataset",
     "load_data",
     "read_mnist",
@@ -56,8 +72,7 @@ __all__ = [
     "validate_mnist",
 ]
 
-#: Where the original tutorial published ``mnist.pkl.gz``.  Looked up at call
-#: time, so tests (or a mirror) can replace it.
+#: Where the original tutorial published ``mnist.pkl.gz``.
 MNIST_URL = "http://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz"
 
 #: The file name the tutorials ask for; only this name is ever downloaded.
@@ -85,8 +100,54 @@ N_PIXELS = 28 * 28
 N_CLASSES = 10
 SPLIT_NAMES = ("train", "valid", "test")
 
+#: Environment variable naming a mirror, tried before any public address: a
+#: base URL (or a local folder) under which ``mnist.pkl.gz`` or the four
+#: gzip'ed IDX files can be fetched.
+MIRROR_ENV = "LENET_MNIST_MIRROR"
+
+#: Where a missing ``mnist.pkl.gz`` is downloaded from, in order, after the
+#: mirror.  Each source is ``(kind, url)``: ``"pickle"`` with the URL of a copy
+#: of ``mnist.pkl.gz``, or ``"idx"`` with a base URL holding the four gzip'ed
+#: IDX files.  Read at call time, so it can be replaced.
+MNIST_SOURCES = (
+    ("pickle", MNIST_URL),
+    ("pickle", "https://github.com/mnielsen/neural-networks-and-deep-learning/"
+               "raw/master/data/mnist.pkl.gz"),
+    ("pickle", "http://deeplearning.net/data/mnist/mnist.pkl.gz"),
+    ("idx", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+    ("idx", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    ("idx", "http://yann.lecun.com/exdb/mnist/"),
+)
+
+#: Pinned SHA-256 checksums of MNIST's *content*, which every download must
+#: match.  ``"mnist.pkl.gz"``: :func:`dataset_sha256` of the pickle's six
+#: arrays; each IDX name: the decompressed IDX file.  Hashing the content, not
+#: the compressed bytes, lets a recompressed copy pass while a corrupted or
+#: altered one fails.  Read at call time, so it can be replaced.
+MNIST_SHA256 = {
+    DEFAULT_DATASET: "c75bbd4576920968966193e0d1f6040666b1443b7650f1d8fe8ef8592386b17c",
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+#: Socket timeout of a download, in seconds (read at call time).
+DOWNLOAD_TIMEOUT = 30.0
+
+#: Seconds to wait before the one retry of a download that broke on the way.
+RETRY_DELAY = 1.0
+
 # How many bytes to read per step while downloading.
 _CHUNK = 1 << 16
+
+# Far above any MNIST file (the pickle is 17 MB, the training images 47 MB
+# decompressed): anything bigger is refused before it fills disk or memory.
+_MAX_DOWNLOAD_BYTES = 1 << 27
+_MAX_IDX_BYTES = 1 << 26
+
+# Some servers refuse urllib's default agent.
+_USER_AGENT = "lenet-pytensor-mnist_io/1.0"
 
 
 class DatasetError(ValueError):
@@ -94,7 +155,35 @@ class DatasetError(ValueError):
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The data file is missing and could not be found or downloaded."""
+    """The data file is missing and could not be found or downloaded.
+
+    Parameters
+    ----------
+    problem : str
+        What is missing or what failed.
+    name : str, optional
+        The file asked for; when given, the message goes on with the ways
+        to provide it, worded for a caller of :func:`load_data` (``str``)
+        or for a script's command line (:meth:`command_line_message`).
+    mirror : bool, optional
+        Also name ``$LENET_MNIST_MIRROR`` among the ways (a download was
+        tried).
+    """
+
+    def __init__(self, problem, name=None, mirror=False):
+        self.problem, self.name, self.mirror = problem, name, mirror
+        super().__init__(self._message(cli=False))
+
+    def _message(self, cli):
+        if self.name is None:
+            return self.problem
+        # a problem of several lines (the sources tried) gets the advice on a line of its own
+        sep = "\n" if "\n" in self.problem else " "
+        return self.problem + sep + _where_to_put_it(self.name, cli, self.mirror)
+
+    def command_line_message(self):
+        """The message with ``--dataset PATH`` as the first way out."""
+        return self._message(cli=True)
 
 
 # ---------------------------------------------------------------------------
@@ -402,41 +491,62 @@ def _read_idx(path, expected_ndim):
         raise DatasetError(f"{path} is corrupt (bad compressed data): {exc}") from exc
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
+    return _parse_idx(blob, expected_ndim, path)
+
+
+def _parse_idx(blob, expected_ndim, source):
+    """Decode the (decompressed) bytes of an IDX file of unsigned bytes.
+
+    Parameters
+    ----------
+    blob : bytes
+        The whole file.
+    expected_ndim : int
+        3 for image files, 1 for label files.
+    source : str
+        Where the bytes came from, named in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array (a read-only view of ``blob``) of the header's shape.
+
+    Raises
+    ------
+    DatasetError
+        If the header or size is wrong.
+    """
     # Header: two zero bytes, a type code (0x08 = unsigned byte), the number
     # of dimensions, then each dimension as a big-endian uint32.
     magic = bytes([0, 0, 0x08, expected_ndim])
     if blob[:4] != magic:
         raise DatasetError(
-            f"{path} is not an IDX file of unsigned bytes with {expected_ndim} "
+            f"{source} is not an IDX file of unsigned bytes with {expected_ndim} "
             f"dimension(s): it starts with {blob[:4].hex() or 'nothing'}, "
             f"expected {magic.hex()}"
         )
     header_len = 4 + 4 * expected_ndim
     if len(blob) < header_len:
-        raise DatasetError(f"{path} is too short to be an IDX file ({len(blob)} bytes)")
+        raise DatasetError(f"{source} is too short to be an IDX file ({len(blob)} bytes)")
     shape = tuple(int(d) for d in numpy.frombuffer(blob, ">u4", expected_ndim, 4))
     size = int(numpy.prod(shape, dtype=numpy.int64))
     if len(blob) - header_len != size:
         raise DatasetError(
-            f"{path} holds {len(blob) - header_len} data bytes but its header "
+            f"{source} holds {len(blob) - header_len} data bytes but its header "
             f"announces shape {shape} ({size} bytes): truncated or corrupt"
         )
     return numpy.frombuffer(blob, numpy.uint8, size, header_len).reshape(shape)
 
 
-def _read_idx_pair(directory, images_stem, labels_stem):
-    """Read one images / labels IDX pair as (float32 (n, 784), int64 (n,))."""
-    paths = [_find_idx_file(directory, stem) for stem in (images_stem, labels_stem)]
-    images_path, labels_path = paths
-    images = _read_idx(images_path, 3)
-    labels = _read_idx(labels_path, 1)
+def _idx_pair(images, labels, images_source, labels_source):
+    """Turn IDX images / labels into (float32 (n, 784) pixel / 256, int64 (n,))."""
     if images.shape[1:] != (28, 28):
         raise DatasetError(
-            f"{images_path} holds images of shape {images.shape[1:]}, expected (28, 28)"
+            f"{images_source} holds images of shape {images.shape[1:]}, expected (28, 28)"
         )
     if len(images) != len(labels):
         raise DatasetError(
-            f"{images_path} holds {len(images)} images but {labels_path} "
+            f"{images_source} holds {len(images)} images but {labels_source} "
             f"holds {len(labels)} labels"
         )
     # The tutorial's pickle stores pixel / 256 in float32; dividing by a
@@ -444,6 +554,47 @@ def _read_idx_pair(directory, images_stem, labels_stem):
     x = images.reshape(len(images), N_PIXELS).astype(numpy.float32) / numpy.float32(256)
     y = labels.astype(numpy.int64)
     return x, y
+
+
+def _read_idx_pair(directory, images_stem, labels_stem):
+    """Read one images / labels IDX pair as (float32 (n, 784), int64 (n,))."""
+    images_path, labels_path = (
+        _find_idx_file(directory, stem) for stem in (images_stem, labels_stem)
+    )
+    return _idx_pair(_read_idx(images_path, 3), _read_idx(labels_path, 1),
+                     images_path, labels_path)
+
+
+def _split_idx(train, test, n_train, source):
+    """Split the 60,000 training digits as the tutorial's pickle does.
+
+    Parameters
+    ----------
+    train, test : tuple
+        ``(x, y)`` of the IDX training and test sets.
+    n_train : int
+        How many leading training digits form the training set; the rest
+        are the validation set.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    tuple
+        The three checked ``(x, y)`` splits (see :func:`validate_mnist`).
+    """
+    train_x, train_y = train
+    if len(train_x) <= n_train:
+        raise DatasetError(
+            f"{source}: the training files hold {len(train_x)} digits, "
+            f"need more than {n_train} to split off a validation set"
+        )
+    data = (
+        (train_x[:n_train], train_y[:n_train]),
+        (train_x[n_train:], train_y[n_train:]),
+        test,
+    )
+    return validate_mnist(data, source)
 
 
 def read_mnist_idx(directory, n_train=N_TRAIN):
@@ -488,19 +639,36 @@ def read_mnist_idx(directory, n_train=N_TRAIN):
         raise DatasetNotFoundError(
             f"{directory} lacks the MNIST IDX file(s) {', '.join(missing)}"
         )
-    train_x, train_y = _read_idx_pair(directory, *IDX_FILES["train"])
+    train = _read_idx_pair(directory, *IDX_FILES["train"])
     test = _read_idx_pair(directory, *IDX_FILES["test"])
-    if len(train_x) <= n_train:
-        raise DatasetError(
-            f"{directory}: the training files hold {len(train_x)} digits, "
-            f"need more than {n_train} to split off a validation set"
-        )
-    data = (
-        (train_x[:n_train], train_y[:n_train]),
-        (train_x[n_train:], train_y[n_train:]),
-        test,
-    )
-    return validate_mnist(data, directory)
+    return _split_idx(train, test, n_train, directory)
+
+
+def dataset_sha256(data):
+    """SHA-256 of the content of MNIST splits, as pinned in :data:`MNIST_SHA256`.
+
+    Parameters
+    ----------
+    data : tuple
+        ``((train_x, train_y), (valid_x, valid_y), (test_x, test_y))``.
+
+    Returns
+    -------
+    str
+        The hex digest of, for each of the six arrays in order, the ASCII
+        line ``'<dtype.str> <d0>,<d1>...\\n'`` (little-endian dtype, e.g.
+        ``'<f4 50000,784\\n'``) followed by the array's bytes in C order.  It
+        depends only on the arrays, not on how the file was pickled or
+        compressed; the IDX files give the same value as ``mnist.pkl.gz``.
+    """
+    digest = hashlib.sha256()
+    for pair in data:
+        for array in pair:
+            array = numpy.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+            shape = ",".join(str(d) for d in array.shape)
+            digest.update(f"{array.dtype.str} {shape}\n".encode("ascii"))
+            digest.update(array)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -534,15 +702,43 @@ def _download_dir():
     return DEFAULT_DATA_DIR
 
 
-def _where_to_put_it(name):
-    """The advice appended to 'not found' errors."""
-    return (
-        f"Put {name} in {DEFAULT_DATA_DIR} (or in the directory named by "
-        f"${DATA_DIR_ENV}), or pass load_data the path of the file or of a "
-        "directory holding the four MNIST IDX files (train-images-idx3-ubyte.gz, "
-        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        "t10k-labels-idx1-ubyte.gz)."
-    )
+_IDX_NAMES = ", ".join(stem + ".gz" for stems in IDX_FILES.values() for stem in stems)
+
+
+def _where_to_put_it(name, cli=False, mirror=False):
+    """The advice appended to 'not found' errors.
+
+    Parameters
+    ----------
+    name : str
+        The file asked for.
+    cli : bool, optional
+        Word it for a script's command line (``--dataset PATH``) rather
+        than for a caller of :func:`load_data`.
+    mirror : bool, optional
+        Also name ``$LENET_MNIST_MIRROR`` (when a download was tried).
+    """
+    if cli:
+        explicit = (
+            "pass --dataset PATH, with PATH the tutorial's mnist.pkl.gz or a "
+            "folder holding the four MNIST IDX files"
+        )
+    else:
+        explicit = (
+            "pass load_data the path of the file or of a folder holding the "
+            "four MNIST IDX files"
+        )
+    ways = [
+        f"{explicit} ({_IDX_NAMES})",
+        f"put {name} in {DEFAULT_DATA_DIR} or in the folder named by "
+        f"${DATA_DIR_ENV}",
+    ]
+    if mirror:
+        ways.append(
+            f"set ${MIRROR_ENV} to a base URL (or folder) under which "
+            f"{DEFAULT_DATASET} or the four IDX files can be fetched"
+        )
+    return "To go on: " + "; or ".join(ways) + "."
 
 
 def find_dataset(dataset=DEFAULT_DATASET):
@@ -568,53 +764,334 @@ def find_dataset(dataset=DEFAULT_DATASET):
     if os.path.dirname(dataset):
         if os.path.exists(dataset):
             return dataset
-        raise DatasetNotFoundError(
-            f"MNIST data not found: {dataset}. " + _where_to_put_it(DEFAULT_DATASET)
-        )
+        raise DatasetNotFoundError(f"MNIST data not found: {dataset}.", DEFAULT_DATASET)
     dirs = data_dirs()
     for directory in dirs:
         candidate = os.path.join(directory, dataset)
         if os.path.exists(candidate):
             return candidate
     raise DatasetNotFoundError(
-        f"MNIST data {dataset!r} not found in {', '.join(dirs)}. "
-        + _where_to_put_it(dataset)
+        f"MNIST data {dataset!r} not found in {', '.join(dirs)}.", dataset
     )
 
 
-def _print_progress(stream, done, total):
-    """Rewrite the progress line in place (only used on a terminal)."""
-    if total:
-        line = f"\r  {100 * done // total:3d}% ({done:,} of {total:,} bytes)"
+def download_sources():
+    """The sources :func:`download_mnist` tries by default, in order.
+
+    Returns
+    -------
+    tuple
+        ``(kind, url)`` pairs: when ``$LENET_MNIST_MIRROR`` is set,
+        ``("pickle", MIRROR/mnist.pkl.gz)`` and ``("idx", MIRROR/)`` (a value
+        without ``://`` is a local folder), then :data:`MNIST_SOURCES`.
+    """
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return tuple(MNIST_SOURCES)
+    if "://" not in mirror:
+        mirror = pathlib.Path(os.path.expanduser(mirror)).resolve().as_uri()
+    base = mirror.rstrip("/") + "/"
+    return (("pickle", base + DEFAULT_DATASET), ("idx", base)) + tuple(MNIST_SOURCES)
+
+
+class _SourceFailed(Exception):
+    """A download source did not deliver MNIST; the next one is tried.
+
+    ``transient`` failures (timeouts, refused or dropped connections, cut-off
+    transfers, server errors) are worth one retry; the others (404, bad
+    checksum, not MNIST) are not.
+    """
+
+    def __init__(self, url, reason, transient=False):
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.transient = transient
+
+
+def _network_failure(url, exc, timeout, done=0):
+    """Describe a failed request (``exc`` an exception or urllib's reason)."""
+    if isinstance(exc, TimeoutError):
+        reason = f"timed out after {timeout:g} s"
+    elif isinstance(exc, ConnectionRefusedError):
+        reason = "connection refused"
+    elif isinstance(exc, socket.gaierror):
+        reason = f"cannot resolve the host name ({exc.strerror or exc})"
+    elif isinstance(exc, str):
+        reason = exc
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror  # e.g. "Network is unreachable"
     else:
-        line = f"\r  {done:,} bytes"
-    stream.write(line)
-    stream.flush()
+        reason = f"{type(exc).__name__}: {exc}"
+    if done:
+        reason = f"cut off after {done:,} bytes ({reason})"
+    transient = isinstance(exc, (TimeoutError, ConnectionError, http.client.IncompleteRead))
+    return _SourceFailed(url, reason, transient)
 
 
-def download_mnist(dest, url=None, urlopen=None, timeout=60.0, stream=None):
-    """Download ``mnist.pkl.gz`` to ``dest`` safely and check it.
+class _Progress:
+    """Report one download on ``stream``.
 
-    The bytes go to a temporary file next to ``dest``, which is flushed to
-    disk, checked with :func:`read_mnist_pickle`, and only then renamed onto
-    ``dest``; on any failure (including Ctrl-C) the temporary file is
-    removed, so ``dest`` is either absent or a complete, valid file.
+    On a terminal one line, redrawn in place with ``'\\r'``, shows the size
+    and speed; anywhere else (a log file, a pipe) there is only a start line
+    and an end line, so logs stay readable.
+    """
+
+    def __init__(self, stream, url):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self.drawn = None  # when the line was last redrawn
+        self.width = 0
+        print(f"Downloading data from {url}", file=stream, flush=True)
+
+    def _line(self, done, total):
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        size = f"{done / 1e6:.1f} MB"
+        if total:
+            size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB ({100 * done // total}%)"
+        return f"  {size}, {done / 1e6 / elapsed:.1f} MB/s"
+
+    def update(self, done, total, final=False):
+        """Redraw the line (on a terminal, at most ten times a second)."""
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if not final and self.drawn is not None and now - self.drawn < 0.1:
+            return
+        self.drawn = now
+        line = self._line(done, total)
+        # pad, so a shorter line wipes out the end of the longer one before
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def finish(self, done, total):
+        """End the report of a complete download."""
+        if self.tty:
+            self.update(done, total, final=True)
+            self.stream.write("\n")
+            self.stream.flush()
+        else:
+            elapsed = max(time.monotonic() - self.start, 1e-6)
+            print(f"  {done / 1e6:.1f} MB in {elapsed:.1f} s, "
+                  f"{done / 1e6 / elapsed:.1f} MB/s", file=self.stream, flush=True)
+
+    def abort(self):
+        """End a redrawn line that will not be completed."""
+        if self.tty and self.drawn is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fetch(url, out, timeout, stream):
+    """Copy the body at ``url`` into the binary file ``out``.
+
+    Returns
+    -------
+    int
+        The number of bytes written.
+
+    Raises
+    ------
+    _SourceFailed
+        If the request or the transfer fails.  An ``OSError`` from writing
+        ``out`` is left as it is: it is a local problem, not the source's.
+    """
+    progress = _Progress(stream, url)
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        # 5xx may be a passing overload; 4xx (404, 403 ...) will not change.
+        raise _SourceFailed(url, f"HTTP {exc.code} {exc.reason}",
+                            transient=exc.code >= 500) from exc
+    except urllib.error.URLError as exc:
+        raise _network_failure(url, exc.reason, timeout) from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # OSError: a timeout while waiting for the reply; ValueError: a
+        # malformed URL.
+        raise _network_failure(url, exc, timeout) from exc
+    done = 0
+    try:
+        with response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.strip().isdigit() else None
+            if total is not None and total > _MAX_DOWNLOAD_BYTES:
+                raise _SourceFailed(url, f"too large for MNIST ({total:,} bytes)")
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _network_failure(url, exc, timeout, done) from exc
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                if done > _MAX_DOWNLOAD_BYTES:
+                    raise _SourceFailed(url, f"too large for MNIST (over {done:,} bytes)")
+                progress.update(done, total)
+            # http.client ends a body cut short without an error: compare.
+            if total is not None and done < total:
+                raise _SourceFailed(
+                    url, f"cut off after {done:,} of {total:,} bytes", transient=True
+                )
+    except BaseException:
+        progress.abort()
+        raise
+    progress.finish(done, total)
+    return done
+
+
+def _with_retry(attempt, stream):
+    """Call ``attempt()``; once more (after :data:`RETRY_DELAY`) if it failed
+    in a way that may pass."""
+    try:
+        return attempt()
+    except _SourceFailed as exc:
+        if not exc.transient:
+            raise
+        first = exc
+        print(f"  {exc.reason}; trying once more", file=stream, flush=True)
+    time.sleep(RETRY_DELAY)
+    try:
+        return attempt()
+    except _SourceFailed as exc:
+        if exc.reason == first.reason:
+            exc.reason += ", twice"
+        else:
+            exc.reason = f"{first.reason}, then {exc.reason}"
+        raise
+
+
+def _check_sha256(url, got, expected):
+    """Refuse content whose checksum is not the pinned one."""
+    if got != expected:
+        raise _SourceFailed(
+            url, f"checksum mismatch (content SHA-256 {got[:16]}..., "
+                 f"expected {expected[:16]}...)"
+        )
+
+
+def _download_pickle(url, dest, expected, timeout, stream):
+    """Fetch a copy of ``mnist.pkl.gz`` into ``dest`` if its content checks."""
+    data = []
+
+    def check(tmp):
+        try:
+            loaded = read_mnist_pickle(tmp)
+        except (DatasetError, DatasetNotFoundError) as exc:
+            raise _SourceFailed(
+                url, "not an MNIST pickle: " + str(exc).replace(tmp, "the download")
+            ) from exc
+        _check_sha256(url, dataset_sha256(loaded), expected)
+        data.append(loaded)
+
+    atomic_write(dest, lambda out: _fetch(url, out, timeout, stream), check)
+    return data[0]
+
+
+def _fetch_idx(url, ndim, expected, timeout, stream):
+    """Fetch one gzip'ed IDX file into memory and check its content."""
+    def attempt():
+        buffer = io.BytesIO()
+        _fetch(url, buffer, timeout, stream)
+        return buffer.getvalue()
+
+    compressed = _with_retry(attempt, stream)
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(compressed), mode="rb") as unzipped:
+            # bounded, so a small "gzip bomb" cannot exhaust memory
+            blob = unzipped.read(_MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _SourceFailed(url, f"not a valid gzip file ({exc})") from exc
+    if len(blob) > _MAX_IDX_BYTES:
+        raise _SourceFailed(url, "too large for MNIST once decompressed")
+    _check_sha256(url, hashlib.sha256(blob).hexdigest(), expected)
+    try:
+        return _parse_idx(blob, ndim, url)
+    except DatasetError as exc:
+        raise _SourceFailed(url, str(exc)) from exc
+
+
+def _save_pickle(dest, data):
+    """Write ``data`` to ``dest`` as a gzip'ed protocol-2 pickle, like the
+    tutorial's ``mnist.pkl.gz``, and check that it reads back equal."""
+    expected = dataset_sha256(data)
+
+    def write(out):
+        # level 6: a quarter of level 9's time for a 5 % larger file
+        with gzip.GzipFile(filename=os.path.basename(dest), mode="wb",
+                           fileobj=out, compresslevel=6, mtime=0) as zipped:
+            pickle.dump(tuple(tuple(pair) for pair in data), zipped, protocol=2)
+
+    def check(tmp):
+        if dataset_sha256(read_mnist_pickle(tmp)) != expected:
+            raise DatasetError(f"{dest}: the file written does not read back equal")
+
+    atomic_write(dest, write, check)
+
+
+def _download_idx(base, dest, checksums, n_train, timeout, stream):
+    """Fetch the four IDX files under ``base``, convert them to the
+    tutorial's split and save that as a pickle at ``dest``."""
+    base = base.rstrip("/") + "/"
+    pairs = {}
+    for part, stems in IDX_FILES.items():
+        arrays, urls = [], []
+        for stem, ndim in zip(stems, (3, 1)):
+            url = base + stem + ".gz"
+            arrays.append(_fetch_idx(url, ndim, checksums[stem], timeout, stream))
+            urls.append(url)
+        try:
+            pairs[part] = _idx_pair(*arrays, *urls)
+        except DatasetError as exc:
+            raise _SourceFailed(urls[0], str(exc)) from exc
+    try:
+        data = _split_idx(pairs["train"], pairs["test"], n_train, base)
+    except DatasetError as exc:
+        raise _SourceFailed(base, str(exc)) from exc
+    _save_pickle(dest, data)
+    return data
+
+
+def download_mnist(dest, sources=None, checksums=None, timeout=None, stream=None,
+                   n_train=None):
+    """Download MNIST to ``dest`` as ``mnist.pkl.gz``, from the first source
+    that delivers it intact.
+
+    Each source is tried in turn: a copy of the pickle, or the four gzip'ed
+    IDX files (converted to the tutorial's split and saved as the same kind
+    of pickle).  What arrives is checked against ``checksums`` (the content,
+    so a recompressed copy passes) before it is kept.  A source that fails
+    (HTTP error, timeout, cut-off transfer, bad checksum, not MNIST) is
+    reported and the next one tried; a transfer that broke on the way
+    (timeout, dropped connection, server error) is retried once.  Files are
+    written through a temporary file and renamed into place only once
+    checked, so ``dest`` is either absent or complete and valid, and nothing
+    else is left behind, even on Ctrl-C.
 
     Parameters
     ----------
     dest : str or os.PathLike
         Final path of the file.  Its directory is created if needed.
-    url : str, optional
-        Where to download from; default :data:`MNIST_URL` (read at call time).
-    urlopen : callable, optional
-        ``urlopen(url, timeout=...)`` returning a response with ``read(n)``,
-        ``close()`` and ``headers``; default :func:`urllib.request.urlopen`.
-        Lets tests run without the network.
+    sources : sequence of (str, str), optional
+        ``(kind, url)`` pairs, ``kind`` ``"pickle"`` or ``"idx"`` (see
+        :data:`MNIST_SOURCES`); default :func:`download_sources`, which puts
+        ``$LENET_MNIST_MIRROR`` first.
+    checksums : dict, optional
+        Expected SHA-256 of the content, keyed like :data:`MNIST_SHA256`
+        (the default, read at call time).
     timeout : float, optional
-        Socket timeout in seconds.
+        Socket timeout in seconds; default :data:`DOWNLOAD_TIMEOUT`.
     stream : file object, optional
-        Where progress is printed; default ``sys.stdout``.  The percent line
-        is redrawn with ``'\\r'`` only when it is a terminal.
+        Where progress is printed; default ``sys.stdout``.  The progress
+        line (size in MB, speed in MB/s) is redrawn with ``'\\r'`` only when
+        it is a terminal.
+    n_train : int, optional
+        Training digits kept for training when converting IDX files;
+        default :data:`N_TRAIN`.
 
     Returns
     -------
@@ -624,81 +1101,61 @@ def download_mnist(dest, url=None, urlopen=None, timeout=60.0, stream=None):
     Raises
     ------
     DatasetNotFoundError
-        If the download fails (no network, HTTP error, incomplete transfer,
-        unwritable directory).
-    DatasetError
-        If the downloaded file is not a valid MNIST pickle.
+        If every source fails (the message lists each URL tried with the
+        reason and the ways to go on without a download), or ``dest``
+        cannot be written.
     """
     dest = os.path.abspath(os.fspath(dest))
-    url = MNIST_URL if url is None else url
-    urlopen = urllib.request.urlopen if urlopen is None else urlopen
+    sources = download_sources() if sources is None else tuple(sources)
+    checksums = MNIST_SHA256 if checksums is None else checksums
+    timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
+    n_train = N_TRAIN if n_train is None else n_train
     stream = sys.stdout if stream is None else stream
     directory, name = os.path.split(dest)
-    is_tty = bool(getattr(stream, "isatty", lambda: False)())
 
-    def fail(reason, cause):
-        raise DatasetNotFoundError(
-            f"MNIST file {name} is missing and downloading it from {url} "
-            f"failed: {reason}. " + _where_to_put_it(name)
-        ) from cause
+    def cannot_write(exc):
+        return DatasetNotFoundError(f"cannot write {dest}: {exc}.", name, mirror=True)
 
-    print(f"Downloading data from {url}", file=stream, flush=True)
-    done = 0
-
-    def fetch(out):
-        nonlocal done
-        try:
-            response = urlopen(url, timeout=timeout)
-        except Exception as exc:  # URLError, HTTPError, timeouts, bad URL
-            fail(f"{type(exc).__name__}: {exc}", exc)
-        total = None
-        try:
-            headers = getattr(response, "headers", None)
-            length = headers.get("Content-Length") if headers is not None else None
-            total = int(length) if length and length.strip().isdigit() else None
-            while True:
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                if is_tty:
-                    _print_progress(stream, done, total)
-        except Exception as exc:  # connection reset, IncompleteRead, disk full
-            fail(f"transfer interrupted after {done:,} bytes: "
-                 f"{type(exc).__name__}: {exc}", exc)
-        finally:
-            response.close()
-            if is_tty:
-                stream.write("\n")
-        if total is not None and done != total:
-            fail(f"incomplete transfer: got {done:,} of {total:,} bytes", None)
-
-    data = []
-
-    def check(tmp):
-        # refuse (and delete) anything that is not a valid MNIST pickle
-        if not is_tty:
-            print(f"  {done:,} bytes downloaded", file=stream, flush=True)
-        try:
-            data.append(read_mnist_pickle(tmp))
-        except (DatasetError, DatasetNotFoundError) as exc:
-            raise DatasetError(
-                f"the file downloaded from {url} is not a valid MNIST pickle "
-                f"and was deleted: {exc}"
-            ) from exc
-
+    created = not os.path.isdir(directory)
     try:
         os.makedirs(directory, exist_ok=True)
-        atomic_write(dest, fetch, check)
     except OSError as exc:
-        if isinstance(exc, DatasetNotFoundError):
-            raise
-        fail(f"cannot write {dest}: {exc}", exc)
-    return data[0]
+        raise cannot_write(exc) from exc
+    failures = []
+    for kind, url in sources:
+        try:
+            if kind == "pickle":
+                return _with_retry(
+                    lambda: _download_pickle(url, dest, checksums[DEFAULT_DATASET],
+                                             timeout, stream),
+                    stream,
+                )
+            if kind == "idx":
+                return _download_idx(url, dest, checksums, n_train, timeout, stream)
+            raise ValueError(f"unknown kind of download source {kind!r} for {url}")
+        except _SourceFailed as exc:
+            print(f"  failed: {exc.reason}", file=stream, flush=True)
+            failures.append(exc)
+        except OSError as exc:
+            # Network errors are _SourceFailed by now: this is the local disk,
+            # which no other source can fix.
+            raise cannot_write(exc) from exc
+    if created:  # leave no trace of a failed download
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+    # One line per source; read as well when a script joins the lines.
+    tried = ";".join(f"\n  {failure.url}: {failure.reason}" for failure in failures)
+    raise DatasetNotFoundError(
+        f"MNIST file {name} is missing and could not be downloaded. Tried:"
+        f"{tried or ' no source (none configured)'}.",
+        name,
+        mirror=True,
+    )
 
 
-def _read_or_download(dataset, download, url, urlopen):
+def _read_or_download(dataset, download):
     """Find and read ``dataset``, downloading the default file if allowed."""
     name = os.fspath(dataset)
     try:
@@ -706,7 +1163,7 @@ def _read_or_download(dataset, download, url, urlopen):
     except DatasetNotFoundError:
         if not (download and name == DEFAULT_DATASET):
             raise
-        return download_mnist(os.path.join(_download_dir(), name), url=url, urlopen=urlopen)
+        return download_mnist(os.path.join(_download_dir(), name))
     return read_mnist(path)
 
 
@@ -744,7 +1201,7 @@ def shared_dataset(data_xy, borrow=True):
     return shared_x, pytensor.tensor.cast(shared_y, "int32")
 
 
-def load_data(dataset=DEFAULT_DATASET, download=True, url=None, urlopen=None):
+def load_data(dataset=DEFAULT_DATASET, download=True):
     """Load MNIST as the tutorials expect it.
 
     Parameters
@@ -755,14 +1212,9 @@ def load_data(dataset=DEFAULT_DATASET, download=True, url=None, urlopen=None):
         directory and the project's ``data/`` folder.  Default
         ``'mnist.pkl.gz'``.
     download : bool, optional
-        When the bare default name is not found anywhere, download it from
-        ``url`` into ``$LENET_DATA_DIR`` (if set) or ``data/``.  Other names
-        are never downloaded.
-    url : str, optional
-        Download address; default :data:`MNIST_URL`.
-    urlopen : callable, optional
-        Replacement for :func:`urllib.request.urlopen` (see
-        :func:`download_mnist`).
+        When the bare default name is not found anywhere, download it (see
+        :func:`download_mnist`) into ``$LENET_DATA_DIR`` (if set) or
+        ``data/``.  Other names are never downloaded.
 
     Returns
     -------
@@ -779,5 +1231,5 @@ def load_data(dataset=DEFAULT_DATASET, download=True, url=None, urlopen=None):
         If the data is corrupt, unsafe or not MNIST-shaped.
     """
     print("... loading data")
-    data = _read_or_download(dataset, download, url, urlopen)
+    data = _read_or_download(dataset, download)
     return [shared_dataset(split) for split in data]

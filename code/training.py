@@ -1452,6 +1452,8 @@ def run_main(run, argv, prog):
         ConfigError,
         TrainingDiverged,
     ) as exc:
+        if isinstance(exc, mnist_io.DatasetNotFoundError):
+            exc = exc.command_line_message()  # "--dataset PATH", not "pass load_data ..."
         message = " ".join(str(exc).split())
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 1

@@ -1,18 +1,27 @@
 """Tests for ``mnist_io``: reading, checking, finding and downloading MNIST.
 
-The real data (``mnist.pkl.gz`` and the IDX files) is looked up in
-``$LENET_SHARED_DATA``, by default the ``shared/data`` folder next to the
-repository; the tests using it are skipped when it is absent.  Each real
-file is read once per module.  Everything else uses tiny synthetic files
-in ``tmp_path`` and never touches the network.
+The real ``mnist.pkl.gz`` is looked up where ``load_data`` looks and in
+``$LENET_SHARED_DATA`` (see ``conftest.py``); the tests using it are skipped
+when it is nowhere.  The real IDX files come from ``$LENET_SHARED_DATA/mnist``
+when they are there, else they are written from the real pickle (whose
+pixels are the IDX bytes / 256), and must then match the pinned IDX
+checksums too.  Each real file is read once per module.  Everything else uses tiny synthetic files
+in ``tmp_path``.  Downloads are tested against a real HTTP server on
+127.0.0.1 (in a thread); the public sources are switched off, so nothing
+leaves the machine.
 """
 import gzip
+import hashlib
+import http.server
 import io
 import os
 import pickle
 import socket
 import struct
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,10 +29,9 @@ import pytest
 import mnist_io
 from mnist_io import DatasetError, DatasetNotFoundError
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("LENET_SHARED_DATA", REPO.parent / "shared" / "data"))
-REAL_PICKLE = SHARED_DATA / "mnist.pkl.gz"
-REAL_IDX = SHARED_DATA / "mnist"
+from conftest import REPO
+
+SHARED_IDX = Path(os.environ.get("LENET_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist"
 
 
 # ---------------------------------------------------------------------------
@@ -109,8 +117,16 @@ def data_env(tmp_path, monkeypatch):
     return data_dir
 
 
-def no_network(*args, **kwargs):
-    raise AssertionError("the test tried to download")
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Keep every test on this machine: no public sources, no mirror, no
+    proxy (requests to 127.0.0.1 must not go through one), no retry pause."""
+    monkeypatch.setattr(mnist_io, "MNIST_SOURCES", ())
+    monkeypatch.delenv(mnist_io.MIRROR_ENV, raising=False)
+    for proxy in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+        monkeypatch.delenv(proxy.upper(), raising=False)
+    monkeypatch.setattr(mnist_io, "RETRY_DELAY", 0.0)
 
 
 def free_port():
@@ -125,17 +141,43 @@ def free_port():
 # ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_pickle():
-    if not REAL_PICKLE.is_file():
-        pytest.skip(f"real MNIST pickle not found at {REAL_PICKLE} (set LENET_SHARED_DATA)")
-    return mnist_io.read_mnist(REAL_PICKLE)
+def real_pickle(mnist_pkl):
+    return mnist_io.read_mnist(mnist_pkl)
 
 
 @pytest.fixture(scope="module")
-def real_idx():
-    if not REAL_IDX.is_dir():
-        pytest.skip(f"real MNIST IDX files not found in {REAL_IDX} (set LENET_SHARED_DATA)")
-    return mnist_io.read_mnist(REAL_IDX)
+def real_idx_dir(real_pickle, tmp_path_factory):
+    """A folder of the four real IDX files (gzip'ed): the shared copies, or
+    written from the real pickle."""
+    if all(mnist_io._find_idx_file(str(SHARED_IDX), stem)
+           for stems in mnist_io.IDX_FILES.values() for stem in stems):
+        return SHARED_IDX
+    directory = tmp_path_factory.mktemp("real_idx")
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = real_pickle
+    arrays = {
+        "train-images-idx3-ubyte": np.concatenate([train_x, valid_x]) * 256,
+        "train-labels-idx1-ubyte": np.concatenate([train_y, valid_y]),
+        "t10k-images-idx3-ubyte": test_x * 256,
+        "t10k-labels-idx1-ubyte": test_y,
+    }
+    for stem, array in arrays.items():
+        if stem.endswith("images-idx3-ubyte"):
+            array = array.reshape(-1, 28, 28)
+        (directory / (stem + ".gz")).write_bytes(gzip.compress(idx_bytes(array), 1))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def real_idx(real_idx_dir):
+    return mnist_io.read_mnist(real_idx_dir)
+
+
+def test_real_idx_files_match_the_pinned_checksums(real_idx_dir):
+    for stems in mnist_io.IDX_FILES.values():
+        for stem in stems:
+            with gzip.open(mnist_io._find_idx_file(str(real_idx_dir), stem)) as stream:
+                digest = hashlib.sha256(stream.read()).hexdigest()
+            assert digest == mnist_io.MNIST_SHA256[stem], stem
 
 
 def test_real_pickle_has_tutorial_layout(real_pickle):
@@ -166,7 +208,7 @@ def test_load_data_returns_shared_variables(tmp_path, capsys):
 
     splits = make_splits()
     path = write_pickle(tmp_path / "small.pkl.gz", splits)
-    result = mnist_io.load_data(str(path), urlopen=no_network)
+    result = mnist_io.load_data(str(path))
 
     assert capsys.readouterr().out.startswith("... loading data\n")
     assert isinstance(result, list) and len(result) == 3
@@ -196,7 +238,7 @@ def test_shared_dataset_borrows_when_no_conversion_is_needed():
 def test_load_data_accepts_pathlib_and_idx_directory(tmp_path):
     idx_dir = tmp_path / "idx"
     raw = write_idx_dir(idx_dir, n_train_total=mnist_io.N_TRAIN + 2, n_test=2)
-    result = mnist_io.load_data(idx_dir, urlopen=no_network)
+    result = mnist_io.load_data(idx_dir)
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = result
     assert train_x.get_value().shape == (mnist_io.N_TRAIN, 784)
     np.testing.assert_array_equal(
@@ -454,7 +496,7 @@ def test_persistent_ids_are_refused():
 
 def test_bare_name_found_in_data_dir(data_env):
     write_pickle(data_env / "mnist.pkl.gz", make_splits(seed=3))
-    result = mnist_io.load_data(urlopen=no_network)
+    result = mnist_io.load_data()
     np.testing.assert_array_equal(result[1][1].eval(), make_splits(seed=3)[1][1])
 
 
@@ -482,45 +524,405 @@ def test_bare_directory_name_is_looked_up(data_env):
     assert mnist_io.find_dataset("mnist") == str(data_env / "mnist")
 
 
-def test_other_missing_names_are_not_downloaded(data_env):
+def test_other_missing_names_are_not_downloaded(data_env, server, monkeypatch):
+    monkeypatch.setattr(mnist_io, "MNIST_SOURCES", (("pickle", server.url("mnist.pkl.gz")),))
     with pytest.raises(DatasetNotFoundError) as info:
-        mnist_io.load_data("other.pkl.gz", urlopen=no_network)
+        mnist_io.load_data("other.pkl.gz")
     message = str(info.value)
     assert "other.pkl.gz" in message and str(data_env) in message
     with pytest.raises(DatasetNotFoundError, match="sub/mnist.pkl.gz"):
-        mnist_io.load_data("sub/mnist.pkl.gz", urlopen=no_network)
+        mnist_io.load_data("sub/mnist.pkl.gz")
+    assert server.requests == []
 
 
-def test_download_can_be_disabled(data_env):
+def test_download_can_be_disabled(data_env, server, monkeypatch):
+    monkeypatch.setattr(mnist_io, "MNIST_SOURCES", (("pickle", server.url("mnist.pkl.gz")),))
     with pytest.raises(DatasetNotFoundError, match="LENET_DATA_DIR"):
-        mnist_io.load_data(download=False, urlopen=no_network)
+        mnist_io.load_data(download=False)
+    assert server.requests == []
+
+
+def test_not_found_wording_for_library_and_command_line(data_env):
+    for dataset in ("sub/mnist.pkl.gz", "other.pkl.gz"):
+        with pytest.raises(DatasetNotFoundError) as library:
+            mnist_io.find_dataset(dataset)
+        cli = library.value.command_line_message()
+        assert "pass load_data the path" in str(library.value)
+        assert "--dataset" not in str(library.value)
+        assert "pass --dataset PATH" in cli
+        assert "load_data" not in cli
+        for message in (str(library.value), cli):
+            assert "LENET_DATA_DIR" in message and "t10k-labels-idx1-ubyte.gz" in message
 
 
 # ---------------------------------------------------------------------------
-# Downloading (never over the network)
+# Downloading, from a real HTTP server on 127.0.0.1
 # ---------------------------------------------------------------------------
 
-def test_download_from_file_url(data_env, tmp_path, monkeypatch, capsys):
-    source = write_pickle(tmp_path / "source.pkl.gz", make_splits(seed=7))
-    monkeypatch.setattr(mnist_io, "MNIST_URL", source.as_uri())
+class Cut:
+    """A response announcing ``declared`` bytes that hangs up after ``body``."""
+
+    def __init__(self, body, declared):
+        self.body, self.declared = body, declared
+
+
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 serving ``routes``.
+
+    ``routes`` maps a path (``/dir/name``) to bytes (sent with status 200),
+    a :class:`Cut`, or an int (that HTTP error status); other paths get 404.
+    ``requests`` lists the paths asked for, in order.
+    """
+
+    def __init__(self):
+        self.routes = {}
+        self.requests = []
+        routes, requests = self.routes, self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                requests.append(self.path)
+                body = routes.get(self.path, 404)
+                if isinstance(body, int):
+                    self.send_error(body)
+                    return
+                if isinstance(body, Cut):
+                    body, declared = body.body, body.declared
+                else:
+                    declared = len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(declared))
+                self.end_headers()
+                self.wfile.write(body)
+                # HTTP/1.0: the connection closes here, cutting off a Cut.
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path=""):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
+
+    def serve(self, path, body):
+        """Serve ``body`` at ``/path``; return its URL."""
+        self.routes["/" + path] = body
+        return self.url(path)
+
+    def serve_idx(self, folder, files):
+        """Serve ``{name: bytes}`` under ``/folder/``; return the base URL."""
+        for name, blob in files.items():
+            self.serve(f"{folder}/{name}", blob)
+        return self.url(folder + "/")
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    local = LocalServer()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def silent_url():
+    """A server that accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.05)
+    held, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # the accept timeout; keep polling for stop
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{listener.getsockname()[1]}/mnist.pkl.gz",
+                          connections=held)
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def idx_sha256(blob):
+    return hashlib.sha256(blob).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """A small MNIST: 60 training digits (50 train + 10 valid) and 20 test
+    digits, as gzip'ed IDX files and as the matching pickle, with their
+    checksums (to pin in place of the real ones)."""
+    rng = np.random.default_rng(42)
+    raw = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 60, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 20, dtype=np.uint8),
+    }
+    idx = {name: idx_bytes(array) for name, array in raw.items()}
+
+    def pixels(name):
+        return raw[name].reshape(len(raw[name]), 784).astype(np.float32) / np.float32(256)
+
+    train_x, test_x = pixels("train-images-idx3-ubyte"), pixels("t10k-images-idx3-ubyte")
+    train_y = raw["train-labels-idx1-ubyte"].astype(np.int64)
+    test_y = raw["t10k-labels-idx1-ubyte"].astype(np.int64)
+    splits = ((train_x[:50], train_y[:50]), (train_x[50:], train_y[50:]), (test_x, test_y))
+    checksums = {name: idx_sha256(blob) for name, blob in idx.items()}
+    checksums["mnist.pkl.gz"] = mnist_io.dataset_sha256(splits)
+    return SimpleNamespace(
+        splits=splits,
+        pickle_gz=gzip.compress(pickle.dumps(splits, protocol=2)),
+        idx_gz={name + ".gz": gzip.compress(blob) for name, blob in idx.items()},
+        checksums=checksums,
+    )
+
+
+@pytest.fixture
+def small(synthetic, data_env, monkeypatch):
+    """Downloads expect the synthetic data: its checksums and split."""
+    monkeypatch.setattr(mnist_io, "MNIST_SHA256", synthetic.checksums)
+    monkeypatch.setattr(mnist_io, "N_TRAIN", 50)
+    monkeypatch.setattr(mnist_io, "DOWNLOAD_TIMEOUT", 5.0)
+    return synthetic
+
+
+def use_sources(monkeypatch, *sources):
+    monkeypatch.setattr(mnist_io, "MNIST_SOURCES", sources)
+
+
+def assert_loaded(result, splits):
+    """What load_data returned holds ``splits`` (as floatX / int32)."""
+    assert len(result) == len(splits) == 3
+    for (x, y), (x_ref, y_ref) in zip(result, splits):
+        np.testing.assert_array_equal(x.get_value(), x_ref)
+        np.testing.assert_array_equal(y.eval(), y_ref)
+
+
+def test_download_pickle(small, server, data_env, monkeypatch, capsys):
+    url = server.serve("pkl/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", url))
     result = mnist_io.load_data()
     out = capsys.readouterr().out
     assert out.startswith("... loading data\n")
-    assert f"Downloading data from {source.as_uri()}" in out
+    assert f"Downloading data from {url}\n" in out
+    assert " MB in " in out and "MB/s" in out
     assert "\r" not in out  # not a terminal: no progress redraws
-    assert (data_env / "mnist.pkl.gz").read_bytes() == source.read_bytes()
-    assert sorted(os.listdir(data_env)) == ["mnist.pkl.gz"]
-    np.testing.assert_array_equal(result[0][1].eval(), make_splits(seed=7)[0][1])
+    assert (data_env / "mnist.pkl.gz").read_bytes() == small.pickle_gz
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+    np.testing.assert_array_equal(result[0][1].eval(), small.splits[0][1])
     # Now that it is there, it is read without downloading again.
-    mnist_io.load_data(urlopen=no_network)
+    mnist_io.load_data()
+    assert server.requests == ["/pkl/mnist.pkl.gz"]
 
 
-def test_download_goes_to_env_dir(data_env, tmp_path, monkeypatch):
-    source = write_pickle(tmp_path / "source.pkl.gz", make_splits())
+def test_download_idx_files_only(small, server, data_env, monkeypatch):
+    use_sources(monkeypatch,
+                ("pickle", server.url("nothing/mnist.pkl.gz")),
+                ("idx", server.serve_idx("idx", small.idx_gz)))
+    mnist_io.load_data()
+    path = data_env / "mnist.pkl.gz"
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+    # The tutorial's format: a gzip'ed protocol-2 pickle of the same arrays.
+    assert gzip.decompress(path.read_bytes())[:2] == b"\x80\x02"
+    assert_splits_equal(mnist_io.read_mnist_pickle(path), small.splits)
+    assert server.requests[0] == "/nothing/mnist.pkl.gz"
+    assert len(server.requests) == 5
+
+
+def test_recompressed_copy_passes(small, server, data_env, monkeypatch):
+    # Another protocol and compression level: other bytes, same content.
+    blob = gzip.compress(pickle.dumps(small.splits, protocol=4), compresslevel=1)
+    assert blob != small.pickle_gz
+    use_sources(monkeypatch, ("pickle", server.serve("mnist.pkl.gz", blob)))
+    assert_loaded(mnist_io.load_data(), small.splits)
+
+
+def _bad_pickles(splits, marker):
+    tampered = [list(pair) for pair in splits]
+    tampered[2][0] = tampered[2][0].copy()
+    tampered[2][0][3, 100] = np.float32(1 / 256) if tampered[2][0][3, 100] == 0 else 0
+    valid = gzip.compress(pickle.dumps(splits, protocol=2))
+    return {
+        "tampered": (gzip.compress(pickle.dumps(tampered, protocol=2)), "checksum mismatch"),
+        "html": (b"<html><body>Moved</body></html>\n", "not a valid gzip"),
+        "truncated": (valid[:-100], "truncated"),
+        "malicious": (gzip.compress(pickle.dumps(Evil(os.system, f"touch {marker}"), 2)),
+                      "refusing to load"),
+    }
+
+
+@pytest.mark.parametrize("case", ["tampered", "html", "truncated", "malicious"])
+def test_bad_pickle_is_refused_and_next_source_tried(small, server, data_env, tmp_path,
+                                                     monkeypatch, capsys, case):
+    marker = tmp_path / "pwned"
+    blob, reason = _bad_pickles(small.splits, marker)[case]
+    bad = server.serve("bad/mnist.pkl.gz", blob)
+    # Alone, it is refused and leaves nothing behind.
+    use_sources(monkeypatch, ("pickle", bad))
+    with pytest.raises(DatasetNotFoundError, match=reason):
+        mnist_io.load_data()
+    assert os.listdir(data_env) == []
+    # With a good source after it, that one is used.
+    good = server.serve("good/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", bad), ("pickle", good))
+    capsys.readouterr()
+    assert_loaded(mnist_io.load_data(), small.splits)
+    out = capsys.readouterr().out
+    assert out.index(f"Downloading data from {bad}") < out.index("failed: ")
+    assert out.index("failed: ") < out.index(f"Downloading data from {good}")
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+    assert (data_env / "mnist.pkl.gz").read_bytes() == small.pickle_gz
+    assert not marker.exists()
+    # Once per run: bad content is not retried.
+    assert server.requests.count("/bad/mnist.pkl.gz") == 2
+
+
+def test_tampered_idx_file_is_refused(small, server, data_env, monkeypatch):
+    files = dict(small.idx_gz)
+    labels = bytearray(gzip.decompress(files["t10k-labels-idx1-ubyte.gz"]))
+    labels[-1] = (labels[-1] + 1) % 10  # still a valid IDX file, another label
+    files["t10k-labels-idx1-ubyte.gz"] = gzip.compress(bytes(labels))
+    bad = server.serve_idx("bad", files)
+    use_sources(monkeypatch, ("idx", bad))
+    with pytest.raises(DatasetNotFoundError) as info:
+        mnist_io.load_data()
+    assert f"{bad}t10k-labels-idx1-ubyte.gz: checksum mismatch" in str(info.value)
+    assert os.listdir(data_env) == []
+    use_sources(monkeypatch, ("idx", bad), ("idx", server.serve_idx("good", small.idx_gz)))
+    assert_loaded(mnist_io.load_data(), small.splits)
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+
+
+@pytest.mark.parametrize("status, attempts", [(404, 1), (403, 1), (503, 2)])
+def test_http_error_then_next_source(small, server, data_env, monkeypatch, status, attempts):
+    bad = server.serve("bad/mnist.pkl.gz", status)
+    good = server.serve("good/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", bad), ("pickle", good))
+    mnist_io.load_data()
+    # Only a server error may pass; a missing or forbidden file will not.
+    assert server.requests == ["/bad/mnist.pkl.gz"] * attempts + ["/good/mnist.pkl.gz"]
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+
+
+def test_cut_off_response_is_retried_once_then_next(small, server, data_env, monkeypatch,
+                                                    capsys):
+    size = len(small.pickle_gz)
+    bad = server.serve("cut/mnist.pkl.gz", Cut(small.pickle_gz[:1000], size))
+    good = server.serve("good/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", bad), ("pickle", good))
+    mnist_io.load_data()
+    out = capsys.readouterr().out
+    assert f"cut off after 1,000 of {size:,} bytes; trying once more" in out
+    assert f"failed: cut off after 1,000 of {size:,} bytes, twice" in out
+    assert server.requests == ["/cut/mnist.pkl.gz"] * 2 + ["/good/mnist.pkl.gz"]
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+
+
+def test_silent_server_times_out(small, server, silent_url, data_env, monkeypatch, capsys):
+    monkeypatch.setattr(mnist_io, "DOWNLOAD_TIMEOUT", 0.5)
+    good = server.serve("good/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", silent_url.url), ("pickle", good))
+    start = time.monotonic()
+    assert_loaded(mnist_io.load_data(), small.splits)
+    assert time.monotonic() - start < 10
+    out = capsys.readouterr().out
+    assert "timed out after 0.5 s; trying once more" in out
+    assert "failed: timed out after 0.5 s, twice" in out
+    assert len(silent_url.connections) == 2
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]
+
+
+def test_every_source_failing_gives_one_message(small, server, silent_url, data_env,
+                                                monkeypatch):
+    monkeypatch.setattr(mnist_io, "DOWNLOAD_TIMEOUT", 0.5)
+    size = len(small.pickle_gz)
+    files = dict(small.idx_gz)
+    del files["t10k-images-idx3-ubyte.gz"]
+    tried = {
+        server.url("missing/mnist.pkl.gz"): "HTTP 404",
+        f"http://127.0.0.1:{free_port()}/mnist.pkl.gz": "connection refused",
+        silent_url.url: "timed out after 0.5 s",
+        server.serve("cut/mnist.pkl.gz", Cut(small.pickle_gz[:500], size)):
+            f"cut off after 500 of {size:,} bytes",
+        server.serve("html/mnist.pkl.gz", b"<html></html>"): "not an MNIST pickle",
+        server.serve_idx("idx", files) + "t10k-images-idx3-ubyte.gz": "HTTP 404",
+    }
+    sources = [("pickle", url) for url in list(tried)[:-1]]
+    sources.append(("idx", server.url("idx/")))
+    use_sources(monkeypatch, *sources)
+    monkeypatch.setenv("LENET_DATA_DIR", str(data_env / "new"))
+    with pytest.raises(DatasetNotFoundError) as info:
+        mnist_io.load_data()
+    messages = {False: str(info.value), True: info.value.command_line_message()}
+    assert os.listdir(data_env) == []  # not even the folder it made
+    for message in messages.values():
+        assert "mnist.pkl.gz is missing and could not be downloaded" in message
+        for url, reason in tried.items():
+            assert f"{url}: {reason}" in message
+        assert "LENET_DATA_DIR" in message and "LENET_MNIST_MIRROR" in message
+        assert mnist_io.DEFAULT_DATA_DIR in message
+    assert "pass load_data the path" in messages[False]
+    assert "--dataset" not in messages[False]
+    assert "pass --dataset PATH" in messages[True]
+    assert "load_data" not in messages[True]
+
+
+def test_mirror_is_tried_first(small, server, data_env, monkeypatch):
+    server.serve("mirror/mnist.pkl.gz", small.pickle_gz)
+    use_sources(monkeypatch, ("pickle", server.serve("public/mnist.pkl.gz", small.pickle_gz)))
+    monkeypatch.setenv("LENET_MNIST_MIRROR", server.url("mirror"))  # no trailing /
+    mnist_io.load_data()
+    assert server.requests == ["/mirror/mnist.pkl.gz"]
+
+
+def test_mirror_with_idx_files_only(small, server, data_env, monkeypatch):
+    monkeypatch.setenv("LENET_MNIST_MIRROR", server.serve_idx("mirror", small.idx_gz))
+    use_sources(monkeypatch, ("pickle", server.serve("public/mnist.pkl.gz", small.pickle_gz)))
+    assert_loaded(mnist_io.load_data(), small.splits)
+    assert server.requests[0] == "/mirror/mnist.pkl.gz"
+    assert all(path.startswith("/mirror/") for path in server.requests)
+
+
+def test_empty_mirror_falls_back_to_public_sources(small, server, data_env, monkeypatch):
+    monkeypatch.setenv("LENET_MNIST_MIRROR", server.url("mirror/"))
+    use_sources(monkeypatch, ("pickle", server.serve("public/mnist.pkl.gz", small.pickle_gz)))
+    mnist_io.load_data()
+    assert server.requests == [
+        "/mirror/mnist.pkl.gz", "/mirror/train-images-idx3-ubyte.gz", "/public/mnist.pkl.gz",
+    ]
+
+
+def test_mirror_can_be_a_local_folder(small, data_env, tmp_path, monkeypatch):
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    for name, blob in small.idx_gz.items():
+        (folder / name).write_bytes(blob)
+    monkeypatch.setenv("LENET_MNIST_MIRROR", str(folder))
+    assert_loaded(mnist_io.load_data(), small.splits)
+
+
+def test_download_goes_to_env_dir(small, server, data_env, tmp_path, monkeypatch):
+    use_sources(monkeypatch, ("pickle", server.serve("mnist.pkl.gz", small.pickle_gz)))
     env_dir = tmp_path / "env" / "new"
     monkeypatch.setenv("LENET_DATA_DIR", str(env_dir))
-    mnist_io.load_data(url=source.as_uri())
-    assert (env_dir / "mnist.pkl.gz").is_file()
+    mnist_io.load_data()
+    assert os.listdir(env_dir) == ["mnist.pkl.gz"]
     assert os.listdir(data_env) == []
 
 
@@ -529,111 +931,71 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_download_progress_on_a_terminal(tmp_path):
-    source = write_pickle(tmp_path / "source.pkl.gz", make_splits(sizes=(200, 20, 20)))
+def test_download_progress_on_a_terminal(small, server, tmp_path):
+    # Big enough for several reads, so the line is redrawn.
+    blob = gzip.compress(np.random.default_rng(0).bytes(1 << 18), compresslevel=0)
+    url = server.serve("blob", blob)
     stream = FakeTTY()
-    dest = tmp_path / "out" / "mnist.pkl.gz"
-    mnist_io.download_mnist(dest, url=source.as_uri(), stream=stream)
+    with pytest.raises(DatasetNotFoundError):
+        mnist_io.download_mnist(tmp_path / "mnist.pkl.gz", sources=[("pickle", url)],
+                                stream=stream)
     text = stream.getvalue()
-    size = source.stat().st_size
-    assert text.startswith(f"Downloading data from {source.as_uri()}\n")
+    assert text.startswith(f"Downloading data from {url}\n\r  ")
     assert text.count("\r") >= 2
-    assert f"100% ({size:,} of {size:,} bytes)" in text
-    assert dest.read_bytes() == source.read_bytes()
+    mb = len(blob) / 1e6
+    assert f"\r  {mb:.1f} of {mb:.1f} MB (100%), " in text
+    assert "MB/s" in text
+    # The line ends before the next report.
+    assert "MB/s\n  failed: not an MNIST pickle" in text.replace(" \n", "\n")
 
 
-def test_unreachable_url_gives_clear_error_and_no_file(data_env, monkeypatch):
-    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(proxy, raising=False)  # keep the request local
-    url = f"http://127.0.0.1:{free_port()}/mnist.pkl.gz"
-    monkeypatch.setattr(mnist_io, "MNIST_URL", url)
-    with pytest.raises(DatasetNotFoundError) as info:
-        mnist_io.load_data()
-    message = str(info.value)
-    assert "mnist.pkl.gz is missing" in message and url in message
-    assert str(data_env) in message and "LENET_DATA_DIR" in message and "IDX" in message
-    assert os.listdir(data_env) == []
+def test_interrupt_during_download_leaves_nothing(small, server, data_env):
+    class InterruptedTTY(FakeTTY):
+        def write(self, text):
+            if text.startswith("\r"):
+                raise KeyboardInterrupt
+            return super().write(text)
 
-
-def test_missing_file_url(data_env, tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="failed"):
-        mnist_io.load_data(url=(tmp_path / "nothing.pkl.gz").as_uri())
-    assert os.listdir(data_env) == []
-
-
-class FakeResponse:
-    """A response that sends ``body`` and then, optionally, breaks."""
-
-    def __init__(self, body, length=None, error=None):
-        self._stream = io.BytesIO(body)
-        self.headers = {} if length is None else {"Content-Length": str(length)}
-        self._error = error
-        self.closed = False
-
-    def read(self, n):
-        chunk = self._stream.read(min(n, 100))
-        if not chunk and self._error is not None:
-            raise self._error
-        return chunk
-
-    def close(self):
-        self.closed = True
-
-
-def test_short_transfer_leaves_nothing(data_env):
-    body = gzip.compress(pickle.dumps(make_splits(), 2))
-    responses = []
-
-    def opener(url, timeout):
-        responses.append(FakeResponse(body[:500], length=len(body)))
-        return responses[-1]
-
-    with pytest.raises(DatasetNotFoundError, match=f"got 500 of {len(body):,} bytes"):
-        mnist_io.load_data(urlopen=opener)
-    assert os.listdir(data_env) == []
-    assert responses[0].closed
-
-
-def test_connection_dropped_mid_transfer_leaves_nothing(data_env):
-    body = gzip.compress(pickle.dumps(make_splits(), 2))
-
-    def opener(url, timeout):
-        return FakeResponse(body[:300], error=ConnectionResetError("reset by peer"))
-
-    with pytest.raises(DatasetNotFoundError, match="interrupted after 300 bytes"):
-        mnist_io.load_data(urlopen=opener)
-    assert os.listdir(data_env) == []
-
-
-def test_interrupt_during_download_leaves_nothing(data_env):
-    def opener(url, timeout):
-        return FakeResponse(b"x" * 1000, error=KeyboardInterrupt())
-
+    url = server.serve("mnist.pkl.gz", small.pickle_gz)
     with pytest.raises(KeyboardInterrupt):
-        mnist_io.load_data(urlopen=opener)
+        mnist_io.download_mnist(data_env / "mnist.pkl.gz", sources=[("pickle", url)],
+                                stream=InterruptedTTY())
     assert os.listdir(data_env) == []
 
 
-def test_downloaded_garbage_is_deleted(data_env, tmp_path):
-    page = tmp_path / "page.html"
-    page.write_bytes(b"<html><body>Moved</body></html>\n")
-    with pytest.raises(DatasetError, match="not a valid MNIST pickle and was deleted"):
-        mnist_io.load_data(url=page.as_uri())
+def test_missing_file_url(small, data_env, tmp_path):
+    url = (tmp_path / "nothing.pkl.gz").as_uri()
+    with pytest.raises(DatasetNotFoundError, match=f"{url}: .*No such file"):
+        mnist_io.download_mnist(data_env / "mnist.pkl.gz", sources=[("pickle", url)],
+                                stream=io.StringIO())
     assert os.listdir(data_env) == []
 
 
-def test_downloaded_malicious_pickle_is_deleted_and_not_run(data_env, tmp_path):
-    marker = tmp_path / "pwned"
-    source = write_pickle(tmp_path / "evil.pkl.gz", Evil(os.system, f"touch {marker}"))
-    with pytest.raises(DatasetError, match="refusing to load"):
-        mnist_io.load_data(url=source.as_uri())
-    assert not marker.exists()
-    assert os.listdir(data_env) == []
-
-
-def test_unwritable_download_dir(data_env, tmp_path, monkeypatch):
+def test_unwritable_download_dir(small, server, data_env, tmp_path, monkeypatch):
+    use_sources(monkeypatch, ("pickle", server.serve("mnist.pkl.gz", small.pickle_gz)))
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("LENET_DATA_DIR", str(blocker / "sub"))
     with pytest.raises(DatasetNotFoundError, match="cannot write"):
-        mnist_io.load_data(urlopen=no_network)
+        mnist_io.load_data()
+    assert server.requests == []
+
+
+# ---------------------------------------------------------------------------
+# The pinned checksums, against the real data
+# ---------------------------------------------------------------------------
+
+def test_pinned_pickle_checksum_matches_real_pickle(real_pickle):
+    assert mnist_io.dataset_sha256(real_pickle) == mnist_io.MNIST_SHA256["mnist.pkl.gz"]
+
+
+def test_real_idx_files_served_locally_give_the_real_pickle(real_pickle, real_idx_dir, server,
+                                                            data_env):
+    files = {path.name: path.read_bytes() for path in Path(real_idx_dir).glob("*-ubyte.gz")}
+    base = server.serve_idx("mnist", files)
+    dest = data_env / "mnist.pkl.gz"
+    # the real pinned checksums and split: the module's defaults
+    result = mnist_io.download_mnist(dest, sources=[("idx", base)], stream=io.StringIO())
+    assert_splits_equal(result, real_pickle)
+    # (download_mnist has read the saved file back and compared it)
+    assert os.listdir(data_env) == ["mnist.pkl.gz"]

@@ -380,7 +380,6 @@ def test_first_lenet_costs_match_theano(mnist_pkl):
     numpy.testing.assert_allclose(costs, [2.302585, 2.284162, 2.263281], atol=1e-5)
 
 
-@pytest.mark.slow
 def test_first_lenet_epoch_matches_theano(mnist_pkl):
     """After one epoch (100 minibatches) Theano reached 9.23% validation error."""
     result = first_lenet_steps(100)
