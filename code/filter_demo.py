@@ -14,8 +14,9 @@ Usage::
 Without an image argument, ``3wolfmoon.jpg`` (the tutorial's picture, not
 distributed with this project) is looked for, in order: in ``doc/images/``
 of the repository, at the path in the ``LENET_IMAGE`` environment variable,
-and finally downloaded from the original tutorial's repository into
-``doc/images/``.
+then downloaded from the original tutorial's repository into
+``doc/images/``. Offline, the demo falls back to the photograph of Grace
+Hopper that matplotlib ships as sample data, and says so.
 """
 import argparse
 import os
@@ -210,12 +211,15 @@ def find_image(path=None, download=True):
     str
         The path of an existing file: ``path`` if given, else
         ``doc/images/3wolfmoon.jpg`` in the repository if present, else
-        ``$LENET_IMAGE`` if set, else a fresh download into ``doc/images``.
+        ``$LENET_IMAGE`` if set, else a fresh download into ``doc/images``,
+        else (no download, or it failed) matplotlib's sample photograph
+        :func:`fallback_image`, with a note on stderr saying where
+        3wolfmoon.jpg would go.
 
     Raises
     ------
     ImageError
-        If no picture can be found; the message says where to put one.
+        If ``path`` or ``$LENET_IMAGE`` names a missing file.
     """
     if path is not None:
         if not os.path.isfile(path):
@@ -231,12 +235,23 @@ def find_image(path=None, download=True):
         return from_env
     where = (f"put {IMAGE_NAME} in {IMAGES_DIR}, set LENET_IMAGE to its path, "
              "or give an image path on the command line")
-    if not download:
-        raise ImageError(f"no image to filter: {where}")
-    try:
-        return download_image()
-    except ImageError as exc:
-        raise ImageError(f"no image to filter: {exc}; {where}") from None
+    reason = "downloading is switched off"
+    if download:
+        try:
+            return download_image()
+        except ImageError as exc:
+            reason = str(exc)
+    fallback = fallback_image()
+    print(f"filter_demo.py: note: no {IMAGE_NAME} ({reason}); filtering {fallback} "
+          f"instead. For the tutorial's picture, {where}.", file=sys.stderr)
+    return fallback
+
+
+def fallback_image():
+    """A photograph every installation has: matplotlib's Grace Hopper sample."""
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 # ---------------------------------------------------------------------------
@@ -326,7 +341,8 @@ def build_parser():
                     "(two random 9x9 filters over the RGB channels, random biases, "
                     "sigmoid) and draw the picture and both output maps.",
         epilog=f"Without IMAGE, {IMAGE_NAME} is taken from {IMAGES_DIR}, else from "
-               f"$LENET_IMAGE, else downloaded from {IMAGE_URL} into {IMAGES_DIR}.",
+               f"$LENET_IMAGE, else downloaded from {IMAGE_URL} into {IMAGES_DIR}; "
+               "offline, matplotlib's sample photograph of Grace Hopper is used.",
     )
     parser.add_argument("image", nargs="?", default=None,
                         help="picture to filter, any format Pillow reads (default: the "
@@ -337,7 +353,8 @@ def build_parser():
                         help=f"PNG file to write (default: {DEFAULT_OUTPUT} in the "
                              "current folder)")
     parser.add_argument("--no-download", action="store_true",
-                        help=f"never download {IMAGE_NAME}; fail when it is not found")
+                        help=f"never download {IMAGE_NAME}; use the sample photograph "
+                             "when it is not found")
     parser.add_argument("--no-show", action="store_true",
                         help="do not open a window, even when a display is available")
     return parser

@@ -188,11 +188,14 @@ def test_find_image_order(tmp_path, monkeypatch, no_repo_image):
     assert filter_demo.find_image(download=False) == str(in_repo)
 
 
-def test_find_image_without_any_picture(no_repo_image, monkeypatch):
-    with pytest.raises(ImageError) as info:
-        filter_demo.find_image(download=False)
-    message = str(info.value)
-    assert str(no_repo_image) in message and "LENET_IMAGE" in message
+def test_find_image_without_any_picture_falls_back_to_the_sample_photo(no_repo_image,
+                                                                       monkeypatch, capsys):
+    path = filter_demo.find_image(download=False)
+    assert path == str(grace_hopper_path())
+    assert filter_demo.load_image(path).shape == (600, 512, 3)
+    note = capsys.readouterr().err
+    assert "3wolfmoon.jpg" in note and str(no_repo_image) in note and "LENET_IMAGE" in note
+    assert not no_repo_image.exists()
     monkeypatch.setenv("LENET_IMAGE", "/no/such/picture.jpg")
     with pytest.raises(ImageError, match="LENET_IMAGE"):
         filter_demo.find_image(download=False)
@@ -202,7 +205,7 @@ class FakeResponse(io.BytesIO):
     """What urlopen returns, for a download that never leaves the machine."""
 
 
-def test_download_is_atomic_and_checked(no_repo_image, monkeypatch):
+def test_download_is_atomic_and_checked(no_repo_image, monkeypatch, capsys):
     urls = []
 
     def fake_urlopen(url, timeout):
@@ -222,21 +225,24 @@ def test_download_is_atomic_and_checked(no_repo_image, monkeypatch):
     monkeypatch.setattr(filter_demo.urllib.request, "urlopen",
                         lambda url, timeout: FakeResponse(b"<html>404</html>"))
     with pytest.raises(ImageError, match="could not download"):
-        filter_demo.find_image()
+        filter_demo.download_image()
+    assert list(no_repo_image.iterdir()) == []
+    assert filter_demo.find_image() == str(grace_hopper_path())
     assert list(no_repo_image.iterdir()) == []
 
 
-def test_failed_download_says_where_to_put_the_picture(no_repo_image, monkeypatch):
+def test_failed_download_falls_back_and_says_where_to_put_the_picture(no_repo_image,
+                                                                      monkeypatch, capsys):
     def offline(url, timeout):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(filter_demo.urllib.request, "urlopen", offline)
-    with pytest.raises(ImageError) as info:
-        filter_demo.find_image()
-    message = str(info.value)
-    assert "no network" in message and str(no_repo_image) in message
-    assert "LENET_IMAGE" in message
-    assert list(no_repo_image.iterdir()) == []
+    assert filter_demo.find_image() == str(grace_hopper_path())
+    note = capsys.readouterr().err.strip()
+    assert len(note.splitlines()) == 1
+    assert "no network" in note and str(no_repo_image) in note
+    assert "LENET_IMAGE" in note
+    assert not no_repo_image.exists() or list(no_repo_image.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------
