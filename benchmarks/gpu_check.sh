@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh [full]
 # 1. installs pytensor beside the image's CUDA jax, 2. checks that the ops
 # run on the GPU and agree with the CPU kernels, 3. times the LeNet training
-# and validation steps in JAX mode (benchmarks/bench_lenet.py), 4. with
+# and validation epochs in JAX mode (benchmarks/bench_lenet.py), 4. with
 # "full", runs the default 200-epoch LeNet in JAX mode. Output goes to
 # $OUT (or ./gpu_out) as logs.
 set -uo pipefail
@@ -27,7 +27,7 @@ gpu = pytensor.function([x, w], outs, mode="JAX")(*args)
 cpu = pytensor.function([x, w], outs, mode="NUMBA")(*args)
 print("max |JAX(GPU) - Numba(CPU)|:", max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip(gpu, cpu)))
 PY
-PYTENSOR_FLAGS=floatX=float32 python3 benchmarks/bench_lenet.py --mode JAX --rounds 50 --no-torch 2>&1 | tee "$out/bench_jax.txt"
+PYTENSOR_FLAGS=floatX=float32 python3 benchmarks/bench_lenet.py --mode JAX --epochs 5 --peers none 2>&1 | tee "$out/bench_jax.txt"
 if [ "${1:-}" = full ]; then
   PYTENSOR_FLAGS=floatX=float32,mode=JAX python3 code/convolutional_mlp.py \
     --checkpoint /tmp/lenet_gpu.npz --plots-dir "$out" 2>&1 | tee "$out/lenet_full_jax.txt"
