@@ -1,4 +1,4 @@
-"""Shared test setup: where the real MNIST is, a small synthetic MNIST, the slow marker.
+"""Shared test setup: where the real MNIST is, and a small synthetic MNIST.
 
 Most tests need no real digits: they train on ``tiny_mnist``, a small
 MNIST-shaped data set written by :func:`synthetic_mnist` (ten classes of
@@ -10,8 +10,6 @@ main command downloads it) or in ``$LENET_SHARED_DATA`` (default
 ``<repo>/../shared/data``), and are skipped with one reason line when it is
 nowhere.  The folder found is exported as ``$LENET_DATA_DIR`` so that the
 scripts, and any subprocess a test starts, load the same file.
-
-Tests marked ``slow`` run only with ``--runslow`` or ``LENET_RUN_SLOW=1``.
 """
 import gzip
 import os
@@ -52,25 +50,9 @@ def find_real_mnist():
 REAL_MNIST = find_real_mnist()
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False,
-                     help="also run tests marked slow")
-
-
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: takes minutes; run with --runslow or LENET_RUN_SLOW=1")
     if REAL_MNIST is not None:
         os.environ["LENET_DATA_DIR"] = str(REAL_MNIST.parent)
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow") or os.environ.get("LENET_RUN_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow; run with --runslow or LENET_RUN_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ import pytest
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
 import pytensor_nnet
-from pytensor_nnet import blas, conv_kernels, jit, matmul_kernels, numba_dispatch, pool_kernels
+from pytensor_nnet import (blas, conv_kernels, jit, matmul_kernels, native, numba_dispatch,
+                           pool_kernels)
 from pytensor_nnet.conv import Conv2d
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -71,5 +72,20 @@ def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
 
 
 def test_source_version_changes_with_the_source():
-    assert numba_dispatch.source_version(jit, conv_kernels) == numba_dispatch.CONV_VERSION
+    assert numba_dispatch.source_version(jit, native, conv_kernels) == numba_dispatch.CONV_VERSION
     assert numba_dispatch.CONV_VERSION != numba_dispatch.POOL_VERSION
+
+
+def test_numba_disk_cache_follows_every_source_of_the_package(tmp_path, monkeypatch):
+    """A driver calls code from native.py: its cached machine code must go
+    stale when native.py changes, not only when its own file does."""
+    locator = jit.PackageLocator.from_function(conv_kernels.conv_forward.py_func,
+                                               conv_kernels.__file__)
+    assert locator.get_source_stamp() == jit.package_stamp()
+    assert jit.PackageLocator.from_function(with_threads, __file__) is None
+    monkeypatch.setattr(jit, "PACKAGE_DIR", str(tmp_path))
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    before = jit.package_stamp()
+    (tmp_path / "b.py").write_text("y = 2\n")
+    assert jit.package_stamp() != before

@@ -7,8 +7,8 @@
 * Shortened runs of the three tutorials (like the original ``code/test.py``,
   on a subset) with assertions on the errors they reach, and ``predict()``.
 * Exactness: the first training costs of the default LeNet in float32 equal
-  those measured with the original Theano code (and, marked slow, so do the
-  last cost and the validation error after one epoch).
+  those measured with the original Theano code, and so do the last cost and
+  the validation error after one epoch (on the real MNIST, skipped without it).
 * The JAX backend runs the tutorials.
 """
 import json

@@ -9,14 +9,19 @@ filters) all reduce to the same two moves:
   side so that the product is large enough for BLAS to run near its peak;
 * ``row2im`` is its transpose: it adds rows back onto the image.
 
-The kernels work on the *correlation* form of the filters; flipping for a
-true convolution (Theano's ``filter_flip=True``) happens in the wrappers at
-the bottom. The same compiled functions back ``Op.perform`` (C/CVM and Python
-modes) and the Numba backend, so every mode computes the same numbers.
+The kernels work on the *correlation* form of the filters and write into
+arrays they are given; the native kernels built from them (compiled once per
+dtype, see :mod:`pytensor_nnet.native`) flip the filters for a true
+convolution (Theano's ``filter_flip=True``). The drivers at the bottom
+(``conv_forward``, ``conv_grad_inputs``, ``conv_grad_weights``) check the
+shapes, allocate the result and call the native kernels. The drivers back
+``Op.perform`` (C/CVM and Python modes) and the Numba backend alike, so every
+mode computes the same numbers.
 """
 import numpy as np
-from numba import prange
+from numba import carray, prange
 
+from . import native
 from .jit import kernel
 
 # border modes as small ints, so the kernels can resolve padding from the
@@ -175,31 +180,38 @@ def clear_block(gx, n0, nb, c0, cg):
 @kernel
 def scatter_block(res, out, n0, nb, f0, og, positions):
     """out[n0 + b, f0 + f, p] = res[f, b*P + p]: the GEMM result back to NCHW."""
+    # element loops, not slice assignment: Numba's array-to-slice copy brings
+    # its error formatting along, which made every kernel slower to compile
     for b in range(nb):
-        out[n0 + b, f0:f0 + og].reshape((og, positions))[:, :] = res[:, b * positions:(b + 1) * positions]
+        dst = out[n0 + b, f0:f0 + og].reshape((og, positions))
+        for f in range(og):
+            src = res[f, b * positions:(b + 1) * positions]
+            row = dst[f]
+            for p in range(positions):
+                row[p] = src[p]
 
 
 @kernel
 def gather_gout(gout, n0, nb, f0, og, positions, gblk):
     """gblk[f, b*P + p] = gout[n0 + b, f0 + f, p]: a block of output maps side by side."""
     for b in range(nb):
-        gblk[:, b * positions:(b + 1) * positions] = gout[n0 + b, f0:f0 + og].reshape((og, positions))
+        src = gout[n0 + b, f0:f0 + og].reshape((og, positions))
+        for f in range(og):
+            row, dst = src[f], gblk[f, b * positions:(b + 1) * positions]
+            for p in range(positions):
+                dst[p] = row[p]
 
 
 @kernel(parallel=True)
-def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
-    """Cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups, kh, kw)."""
-    n_img, channels, height, width = x.shape
+def corr_forward(x, w, out, ph, pw, sh, sw, dh, dw, groups):
+    """``out`` = cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups,
+    kh, kw), both C-contiguous; padding resolved, shapes checked (see
+    :func:`conv_forward`)."""
+    n_img = x.shape[0]
     n_filt, cg, kh, kw = w.shape
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    oh = out_length(height, kh, ph, sh, dh)
-    ow = out_length(width, kw, pw, sw, dw)
-    check_output(oh, ow)
+    oh, ow = out.shape[2], out.shape[3]
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
-    wmat = np.ascontiguousarray(w).reshape((n_filt, k))
-    out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
+    wmat = w.reshape((n_filt, k))
     blk, n_blocks = blocking(n_img, positions)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
@@ -211,22 +223,18 @@ def corr_forward(x, w, border, ph, pw, sh, sw, dh, dw, groups):
             unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
             np.dot(wg, rows.T, res)
             scatter_block(res, out, n0, nb, g * og, og, positions)
-    return out
 
 
 @kernel(parallel=True)
-def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
-    """d(sum(corr(x, w) * gout)) / dw, for filters of size (kh, kw)."""
-    n_img, channels, height, width = x.shape
+def corr_grad_weights(x, gout, gw, ph, pw, sh, sw, dh, dw, groups):
+    """``gw`` (O, C/groups, kh, kw), zeros on entry, += d(sum(corr(x, w) *
+    gout)) / dw; all C-contiguous, shapes checked."""
+    n_img, channels = x.shape[0], x.shape[1]
     n_filt, oh, ow = gout.shape[1], gout.shape[2], gout.shape[3]
     cg = channels // groups
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    kh, kw = gw.shape[2], gw.shape[3]
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
-    gout = np.ascontiguousarray(gout)
-    gw = np.zeros((n_filt, k), dtype=x.dtype)
+    gwmat = gw.reshape((n_filt, k))
     blk, n_blocks = blocking(n_img, positions)
     partial = np.empty((n_blocks, og, k), dtype=x.dtype)
     for g in range(groups):
@@ -238,8 +246,7 @@ def corr_grad_weights(x, gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups):
             unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
             np.dot(gblk, rows, partial[t])
-        add_in_block_order(gw[g * og:(g + 1) * og], partial)
-    return gw.reshape((n_filt, cg, kh, kw))
+        add_in_block_order(gwmat[g * og:(g + 1) * og], partial)
 
 
 @kernel
@@ -254,19 +261,13 @@ def add_in_block_order(total, partial):
 
 
 @kernel(parallel=True)
-def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, groups):
-    """d(sum(corr(x, w) * gout)) / dx, for an input of size (height, width)."""
+def corr_grad_inputs(wmat, gout, gx, kh, kw, ph, pw, sh, sw, dh, dw, groups):
+    """``gx`` = d(sum(corr(x, w) * gout)) / dx, with the filters as the
+    C-contiguous matrix ``wmat`` (O, C/groups * kh * kw); shapes checked."""
     n_img, n_filt, oh, ow = gout.shape
-    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    channels = cg * groups
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    channels = gx.shape[1]
+    cg = channels // groups
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
-    wmat = np.ascontiguousarray(w).reshape((n_filt, k))
-    gout = np.ascontiguousarray(gout)
-    gx = np.empty((n_img, channels, height, width), dtype=gout.dtype)
     blk, n_blocks = blocking(n_img, positions)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
@@ -281,28 +282,142 @@ def corr_grad_inputs(w, gout, height, width, border, ph, pw, sh, sw, dh, dw, gro
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
             np.dot(gblk.T, wg, rows)
             fold_block(rows, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)
-    return gx
 
 
 @kernel
 def flipped(w):
+    """The filters flipped on both spatial axes, C-contiguous."""
     return np.ascontiguousarray(w[:, :, ::-1, ::-1])
 
+
+# The native kernels: C functions of native.NativeKernel's signature, all
+# arrays C-contiguous. params: the sizes of the input, the filters and the
+# output, the settings (padding resolved), whether to flip the filters:
+PARAMS = ("n_img", "channels", "height", "width", "n_filt", "cg", "kh", "kw", "oh", "ow",
+          "ph", "pw", "sh", "sw", "dh", "dw", "groups", "flip")
+
+
+@kernel
+def unpack(params):
+    """The arrays' shapes and the settings from a kernel's params."""
+    p = carray(params, (len(PARAMS),))
+    return ((p[0], p[1], p[2], p[3]), (p[4], p[5], p[6], p[7]), (p[0], p[4], p[8], p[9]),
+            (p[10], p[11], p[12], p[13], p[14], p[15], p[16]), p[17] != 0)
+
+
+def corr_forward_native(x, w, out, unused, params):
+    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+    w = carray(w, w_shape)
+    ph, pw, sh, sw, dh, dw, groups = settings
+    corr_forward(carray(x, x_shape), flipped(w) if flip else w, carray(out, out_shape),
+                 ph, pw, sh, sw, dh, dw, groups)
+    return native.OK
+
+
+@kernel
+def unflip(src, dst):
+    """dst = src flipped on both spatial axes (an element loop: see scatter_block)."""
+    n_filt, cg, kh, kw = src.shape
+    for o in range(n_filt):
+        for c in range(cg):
+            for a in range(kh):
+                for b in range(kw):
+                    dst[o, c, a, b] = src[o, c, kh - 1 - a, kw - 1 - b]
+
+
+def corr_grad_weights_native(x, gout, gw, unused, params):
+    """``gw``: zeros on entry."""
+    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+    gw = carray(gw, w_shape)
+    ph, pw, sh, sw, dh, dw, groups = settings
+    result = np.zeros(w_shape, dtype=gw.dtype) if flip else gw
+    corr_grad_weights(carray(x, x_shape), carray(gout, out_shape), result,
+                      ph, pw, sh, sw, dh, dw, groups)
+    if flip:
+        unflip(result, gw)
+    return native.OK
+
+
+def corr_grad_inputs_native(w, gout, gx, unused, params):
+    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+    w = carray(w, w_shape)
+    wc = flipped(w) if flip else w
+    n_filt, cg, kh, kw = w_shape
+    ph, pw, sh, sw, dh, dw, groups = settings
+    corr_grad_inputs(wc.reshape((n_filt, cg * kh * kw)), carray(gout, out_shape),
+                     carray(gx, x_shape), kh, kw, ph, pw, sh, sw, dh, dw, groups)
+    return native.OK
+
+
+CORR_FORWARD = native.NativeKernel("corr_forward", corr_forward_native, ("float32", "float64"))
+CORR_GRAD_WEIGHTS = native.NativeKernel("corr_grad_weights", corr_grad_weights_native,
+                                        ("float32", "float64"))
+CORR_GRAD_INPUTS = native.NativeKernel("corr_grad_inputs", corr_grad_inputs_native,
+                                       ("float32", "float64"))
+corr_forward_call = CORR_FORWARD.call
+corr_grad_weights_call = CORR_GRAD_WEIGHTS.call
+corr_grad_inputs_call = CORR_GRAD_INPUTS.call
+
+
+# The drivers: everything that can raise happens here, before the native
+# call (an exception cannot leave a C function). They are compiled into
+# every graph that uses the Ops, so they stay small.
 
 @kernel
 def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
-    wc = flipped(w) if flip else np.ascontiguousarray(w)
-    return corr_forward(np.ascontiguousarray(x), wc, border, ph, pw, sh, sw, dh, dw, groups)
+    n_img, channels, height, width = x.shape
+    n_filt, cg, kh, kw = w.shape
+    check_groups(channels, cg, n_filt, groups)
+    ph = resolve_pad(border, ph, kh, dh)
+    pw = resolve_pad(border, pw, kw, dw)
+    oh = out_length(height, kh, ph, sh, dh)
+    ow = out_length(width, kw, pw, sw, dw)
+    check_output(oh, ow)
+    out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
+    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
+                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    native.check(corr_forward_call(native.contiguous(x), native.contiguous(w), out, None,
+                                   params))
+    return out
 
 
 @kernel
 def conv_grad_weights(x, gout, kh, kw, flip, border, ph, pw, sh, sw, dh, dw, groups):
-    gw = corr_grad_weights(np.ascontiguousarray(x), gout, kh, kw, border, ph, pw, sh, sw, dh, dw, groups)
-    return flipped(gw) if flip else gw
+    """Gradient of :func:`conv_forward` w.r.t. filters of size (kh, kw)."""
+    n_img, channels, height, width = x.shape
+    n_filt, oh, ow = gout.shape[1], gout.shape[2], gout.shape[3]
+    cg = channels // groups
+    check_groups(channels, cg, n_filt, groups)
+    ph = resolve_pad(border, ph, kh, dh)
+    pw = resolve_pad(border, pw, kw, dw)
+    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    if gout.shape[0] != n_img:
+        raise ValueError("conv2d gradient: output gradient has the wrong number of images")
+    gw = np.zeros((n_filt, cg, kh, kw), dtype=x.dtype)
+    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
+                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    native.check(corr_grad_weights_call(native.contiguous(x), native.contiguous(gout), gw,
+                                        None, params))
+    return gw
 
 
 @kernel
 def conv_grad_inputs(w, gout, height, width, flip, border, ph, pw, sh, sw, dh, dw, groups):
-    wc = flipped(w) if flip else np.ascontiguousarray(w)
-    return corr_grad_inputs(wc, gout, height, width, border, ph, pw, sh, sw, dh, dw, groups)
+    """Gradient of :func:`conv_forward` w.r.t. an input of size (height, width)."""
+    n_img, n_filt, oh, ow = gout.shape
+    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    channels = cg * groups
+    check_groups(channels, cg, n_filt, groups)
+    ph = resolve_pad(border, ph, kh, dh)
+    pw = resolve_pad(border, pw, kw, dw)
+    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
+    if w.shape[0] != n_filt:
+        raise ValueError("conv2d gradient: the filters and the output gradient disagree "
+                         "on the number of filters")
+    gx = np.empty((n_img, channels, height, width), dtype=gout.dtype)
+    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
+                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    native.check(corr_grad_inputs_call(native.contiguous(w), native.contiguous(gout), gx,
+                                       None, params))
+    return gx

@@ -21,9 +21,10 @@ rational approximation, then puts the k back into the exponent bits.
 """
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import carray, prange, types
 from numba.extending import intrinsic
 
+from . import native
 from .jit import kernel
 
 
@@ -127,14 +128,30 @@ CHUNK = 1 << 16
 
 
 @kernel(error_model="numpy", parallel=True)
+def tanh_chunks(src, out):
+    """out = :func:`tanh_float32` of src, two flat arrays, in chunks on
+    Numba's threads."""
+    n = src.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
+        tanh_run(src[start:stop], out[start:stop])
+
+
+def tanh_native(src, out, unused2, unused3, params):
+    """The native kernel (see :mod:`pytensor_nnet.native`); params: the size."""
+    n = params[0]
+    tanh_chunks(carray(src, (n,)), carray(out, (n,)))
+    return native.OK
+
+
+TANH = native.NativeKernel("tanh_float32", tanh_native, ("float32",))
+tanh_call = TANH.call
+
+
+@kernel
 def tanh_array(x):
     """Elementwise :func:`tanh_float32` of a float32 array (a new array), in
     chunks on Numba's threads."""
-    src = np.ascontiguousarray(x)
-    out = np.empty(src.shape, dtype=np.float32)
-    flat_src, flat_out = src.reshape(src.size), out.reshape(out.size)
-    n = flat_src.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        start, stop = c * CHUNK, min(n, (c + 1) * CHUNK)
-        tanh_run(flat_src[start:stop], flat_out[start:stop])
+    out = np.empty(x.shape, dtype=np.float32)
+    native.check(tanh_call(native.contiguous(x), out, None, None, native.int_params((x.size,))))
     return out

@@ -1,11 +1,18 @@
 """Numba backend (PyTensor's default mode) for the conv, pool, tanh and dot Ops.
 
-Each dispatch returns a small jitted wrapper around the same kernels that
-``perform`` uses; the Op's properties are baked in as constants. PyTensor
-caches the compiled graph, kernels included, under a key made of the Op's
-properties and the integer returned beside the function: a hash of the kernel
-sources, so that an edited or upgraded kernel is never served from a stale
-cache (it was, before this key: a fixed kernel kept running its old code).
+Each dispatch returns a small jitted wrapper around the same driver that
+``perform`` calls, with the Op's properties as constants. The drivers take
+every setting as an argument and call the kernels compiled once per dtype
+(see :mod:`pytensor_nnet.native`): a new graph or a new setting compiles a
+wrapper and links the small drivers, never the kernels. The dispatch builds
+the kernels for the node's dtype, so that the time goes to compiling the
+function, not to its first call.
+
+PyTensor caches the compiled graph, drivers included, under a key made of
+the Op's properties and the integer returned beside the function: a hash of
+the kernel and driver sources, so that an edited or upgraded kernel is never
+served from a stale cache (it was, before this key: a fixed kernel kept
+running its old code).
 """
 import inspect
 from hashlib import sha256
@@ -13,7 +20,7 @@ from hashlib import sha256
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, fast_tanh, jit, matmul_kernels, pool_kernels
+from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
@@ -28,15 +35,24 @@ def source_version(*modules):
     return int(digest.hexdigest()[:15], 16)
 
 
-# jit: the decorator's flags are part of the compiled code too
-CONV_VERSION = source_version(jit, conv_kernels)
-POOL_VERSION = source_version(jit, pool_kernels)
-TANH_VERSION = source_version(jit, fast_tanh)
-DOT_VERSION = source_version(jit, matmul_kernels)
+# jit: the decorator's flags are part of the compiled code too; native: the
+# calling convention
+CONV_VERSION = source_version(jit, native, conv_kernels)
+POOL_VERSION = source_version(jit, native, pool_kernels)
+TANH_VERSION = source_version(jit, native, fast_tanh)
+DOT_VERSION = source_version(jit, native, matmul_kernels)
+
+
+def build(node, *kernels):
+    """Build ``kernels`` for the dtype of ``node``'s output (see the module docstring)."""
+    if node is not None:
+        for kernel in kernels:
+            kernel.ensure(node.outputs[0].type.dtype)
 
 
 @register_funcify_default_op_cache_key(Conv2d)
 def numba_funcify_Conv2d(op, node=None, **kwargs):
+    build(node, conv_kernels.CORR_FORWARD)
     flip, args = op.filter_flip, op.kernel_args()
     forward = conv_kernels.conv_forward
 
@@ -49,6 +65,7 @@ def numba_funcify_Conv2d(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Conv2dGradInputs)
 def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
+    build(node, conv_kernels.CORR_GRAD_INPUTS)
     flip, args = op.filter_flip, op.kernel_args()
     grad_inputs = conv_kernels.conv_grad_inputs
 
@@ -61,6 +78,7 @@ def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Conv2dGradWeights)
 def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
+    build(node, conv_kernels.CORR_GRAD_WEIGHTS)
     flip, args = op.filter_flip, op.kernel_args()
     grad_weights = conv_kernels.conv_grad_weights
 
@@ -74,6 +92,7 @@ def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Pool)
 def numba_funcify_Pool(op, node=None, **kwargs):
+    build(node, pool_kernels.POOL_FORWARD)
     args = op.kernel_args()
     forward = pool_kernels.pool_forward
 
@@ -86,6 +105,7 @@ def numba_funcify_Pool(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(PoolGrad)
 def numba_funcify_PoolGrad(op, node=None, **kwargs):
+    build(node, pool_kernels.POOL_GRAD)
     args = op.kernel_args()
     grad = pool_kernels.pool_grad
 
@@ -98,6 +118,7 @@ def numba_funcify_PoolGrad(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Tanh32)
 def numba_funcify_Tanh32(op, node=None, **kwargs):
+    build(node, fast_tanh.TANH)
     tanh = fast_tanh.tanh_array
 
     @numba_basic.numba_njit
@@ -109,6 +130,7 @@ def numba_funcify_Tanh32(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(BlockedDot)
 def numba_funcify_BlockedDot(op, node=None, **kwargs):
+    build(node, matmul_kernels.BLOCKED_DOT)
     dot = matmul_kernels.blocked_dot
 
     @numba_basic.numba_njit

@@ -6,11 +6,15 @@ averages (or takes the max of) the cells it really holds. The max gradient
 goes to every cell equal to its window's maximum, ties included, as Theano's
 ``MaxPoolGrad`` did.
 
-These compiled functions back ``Op.perform`` and the Numba backend alike.
+The kernels run as native kernels (see :mod:`pytensor_nnet.native`),
+compiled once per dtype; the drivers :func:`pool_forward` and
+:func:`pool_grad` check the shapes, allocate the result and call them, and
+back ``Op.perform`` and the Numba backend alike.
 """
 import numpy as np
-from numba import prange
+from numba import carray, prange
 
+from . import native
 from .jit import kernel
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
@@ -18,15 +22,21 @@ MAX, SUM, AVERAGE_INC_PAD, AVERAGE_EXC_PAD = range(4)
 
 
 @kernel
+def out_length(size, ws, stride, pad, ignore_border):
+    """The number of windows on one axis."""
+    v = size + 2 * pad
+    if ignore_border:
+        return max(0, (v - ws) // stride + 1)
+    if stride >= ws:
+        return (v + stride - 1) // stride
+    return max(0, (v - 1 - ws + stride) // stride) + 1
+
+
+@kernel
 def window_ranges(size, ws, stride, pad, ignore_border, inc_pad):
     """Per output index on one axis: [lo, hi) of real cells, and the divisor."""
     v = size + 2 * pad
-    if ignore_border:
-        n = max(0, (v - ws) // stride + 1)
-    elif stride >= ws:
-        n = (v + stride - 1) // stride
-    else:
-        n = max(0, (v - 1 - ws + stride) // stride) + 1
+    n = out_length(size, ws, stride, pad, ignore_border)
     lo = np.empty(n, np.int64)
     hi = np.empty(n, np.int64)
     count = np.empty(n, np.int64)
@@ -39,24 +49,17 @@ def window_ranges(size, ws, stride, pad, ignore_border, inc_pad):
     return lo, hi, count
 
 
-@kernel
-def as_stack(x):
-    """View ``x`` as (images, rows, cols), whatever its leading axes."""
-    return np.ascontiguousarray(x).reshape((-1, x.shape[-2], x.shape[-1]))
-
-
 # Images run in parallel on Numba's threads (see pytensor_nnet.threads);
 # each writes only its own output, so results do not depend on the threads.
 
 @kernel(parallel=True)
-def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
-    xs = as_stack(x)
+def pool_forward_into(xs, out, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
+    """Pool the stack of images ``xs`` (M, H, W) into ``out`` (M, OH, OW)."""
     inc = mode == AVERAGE_INC_PAD
-    lo_h, hi_h, cnt_h = window_ranges(x.shape[-2], ws_h, st_h, pad_h, ignore_border, inc)
-    lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
+    lo_h, hi_h, cnt_h = window_ranges(xs.shape[1], ws_h, st_h, pad_h, ignore_border, inc)
+    lo_w, hi_w, cnt_w = window_ranges(xs.shape[2], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
-    out = np.empty((xs.shape[0], oh, ow), dtype=x.dtype)
-    whole_2x2 = is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow)
+    whole_2x2 = is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, xs.shape, oh, ow)
     for m in prange(xs.shape[0]):
         img = xs[m]
         if whole_2x2:
@@ -78,7 +81,6 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
                     if mode != SUM:
                         acc /= cnt_h[i] * cnt_w[j]
                 out[m, i, j] = acc
-    return out.reshape(x.shape[:-2] + (oh, ow))
 
 
 @kernel
@@ -127,27 +129,38 @@ def owning_window(size, ws, stride, pad, n_out):
     return owner
 
 
+# How pool_grad_into computes: one of these, from the settings alone
+WHOLE_2X2, DISJOINT, OVERLAPPING = range(3)
+
+
+@kernel
+def grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
+    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
+        return WHOLE_2X2
+    if st_h >= ws_h and st_w >= ws_w:
+        return DISJOINT
+    return OVERLAPPING
+
+
 @kernel(parallel=True)
-def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
-    xs, outs, gouts = as_stack(x), as_stack(out), as_stack(gout)
+def pool_grad_into(xs, outs, gouts, gx, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
+                   mode):
+    """The gradient of :func:`pool_forward_into` into ``gx`` (M, H, W), which
+    holds zeros on entry when windows overlap (see :func:`grad_method`)."""
     inc = mode == AVERAGE_INC_PAD
-    lo_h, hi_h, cnt_h = window_ranges(x.shape[-2], ws_h, st_h, pad_h, ignore_border, inc)
-    lo_w, hi_w, cnt_w = window_ranges(x.shape[-1], ws_w, st_w, pad_w, ignore_border, inc)
+    lo_h, hi_h, cnt_h = window_ranges(xs.shape[1], ws_h, st_h, pad_h, ignore_border, inc)
+    lo_w, hi_w, cnt_w = window_ranges(xs.shape[2], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
-    if gouts.shape[1] != oh or gouts.shape[2] != ow or gouts.shape[0] != xs.shape[0]:
-        raise ValueError("pool_2d gradient: output gradient has the wrong shape")
-    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow):
-        gx = np.empty(xs.shape, dtype=gout.dtype)
+    method = grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, xs.shape, oh, ow)
+    if method == WHOLE_2X2:
         for m in prange(xs.shape[0]):
             max_pool_grad_2x2(xs[m], outs[m], gouts[m], gx[m])
-        return gx.reshape(x.shape)
-    if st_h >= ws_h and st_w >= ws_w:
-        gx = np.empty(xs.shape, dtype=gout.dtype)
+        return
+    if method == DISJOINT:
         disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
-                           owning_window(x.shape[-2], ws_h, st_h, pad_h, oh),
-                           owning_window(x.shape[-1], ws_w, st_w, pad_w, ow), mode, gx)
-        return gx.reshape(x.shape)
-    gx = np.zeros(xs.shape, dtype=gout.dtype)
+                           owning_window(xs.shape[1], ws_h, st_h, pad_h, oh),
+                           owning_window(xs.shape[2], ws_w, st_w, pad_w, ow), mode, gx)
+        return
     for m in prange(xs.shape[0]):
         img, gimg = xs[m], gx[m]
         for i in range(oh):
@@ -165,7 +178,6 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
                 for r in range(lo_h[i], hi_h[i]):
                     for c in range(lo_w[j], hi_w[j]):
                         gimg[r, c] += g
-    return gx.reshape(x.shape)
 
 
 @kernel(parallel=True)
@@ -194,3 +206,85 @@ def disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
                     share = g[j] if mode == SUM else g[j] / (cnt_h[i] * cnt_w[j])
                     for c in range(lo_w[j], hi_w[j]):
                         dst[c] = share
+
+
+# The native kernels (C functions of native.NativeKernel's signature) and
+# their drivers, which check what can raise before the native call.
+# params: images, rows, cols, output rows, output cols, then the settings.
+
+def pool_forward_native(xs, out, unused2, unused3, params):
+    p = carray(params, (13,))
+    n_img, oh, ow = p[0], p[3], p[4]
+    pool_forward_into(carray(xs, (n_img, p[1], p[2])), carray(out, (n_img, oh, ow)),
+                      p[5], p[6], p[7], p[8], p[9], p[10], p[11] != 0, p[12])
+    return native.OK
+
+
+def pool_grad_native(xs, outs, gouts, gx, params):
+    p = carray(params, (13,))
+    n_img, oh, ow = p[0], p[3], p[4]
+    pool_grad_into(carray(xs, (n_img, p[1], p[2])), carray(outs, (n_img, oh, ow)),
+                   carray(gouts, (n_img, oh, ow)), carray(gx, (n_img, p[1], p[2])),
+                   p[5], p[6], p[7], p[8], p[9], p[10], p[11] != 0, p[12])
+    return native.OK
+
+
+POOL_FORWARD = native.NativeKernel("pool_forward", pool_forward_native, ("float32", "float64"))
+POOL_GRAD = native.NativeKernel("pool_grad", pool_grad_native, ("float32", "float64"))
+pool_forward_call = POOL_FORWARD.call
+pool_grad_call = POOL_GRAD.call
+
+
+@kernel
+def n_images(shape):
+    """The number of images in an array of this shape: its leading axes' product."""
+    n = 1
+    for d in range(len(shape) - 2):
+        n *= shape[d]
+    return n
+
+
+@kernel
+def native_params(n_img, height, width, oh, ow, ws_h, ws_w, st_h, st_w, pad_h, pad_w,
+                  ignore_border, mode):
+    return native.int_params((n_img, height, width, oh, ow, ws_h, ws_w, st_h, st_w,
+                              pad_h, pad_w, 1 if ignore_border else 0, mode))
+
+
+@kernel
+def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
+    """Theano's ``pool_2d`` of the last two axes of ``x``."""
+    height, width = x.shape[-2], x.shape[-1]
+    oh = out_length(height, ws_h, st_h, pad_h, ignore_border)
+    ow = out_length(width, ws_w, st_w, pad_w, ignore_border)
+    out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    params = native_params(n_images(x.shape), height, width, oh, ow, ws_h, ws_w, st_h, st_w,
+                           pad_h, pad_w, ignore_border, mode)
+    native.check(pool_forward_call(native.contiguous(x), out, None, None, params))
+    return out
+
+
+@kernel
+def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
+    """The gradient of :func:`pool_forward` w.r.t. ``x``, given its output
+    ``out`` (read in max mode only) and the output gradient ``gout``."""
+    height, width = x.shape[-2], x.shape[-1]
+    n_img = n_images(x.shape)
+    oh = out_length(height, ws_h, st_h, pad_h, ignore_border)
+    ow = out_length(width, ws_w, st_w, pad_w, ignore_border)
+    if gout.shape[-2] != oh or gout.shape[-1] != ow or n_images(gout.shape) != n_img:
+        raise ValueError("pool_2d gradient: output gradient has the wrong shape")
+    if mode == MAX and (out.shape[-2] != oh or out.shape[-1] != ow
+                        or n_images(out.shape) != n_img):
+        raise ValueError("pool_2d gradient: the pooled output has the wrong shape")
+    if grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow) == OVERLAPPING:
+        gx = np.zeros(x.shape, dtype=gout.dtype)
+    else:
+        gx = np.empty(x.shape, dtype=gout.dtype)
+    params = native_params(n_img, height, width, oh, ow, ws_h, ws_w, st_h, st_w,
+                           pad_h, pad_w, ignore_border, mode)
+    gouts = native.contiguous(gout)
+    # outside max mode the kernel does not read ``out``: gout stands in
+    tops = native.contiguous(out) if mode == MAX else gouts
+    native.check(pool_grad_call(native.contiguous(x), tops, gouts, gx, params))
+    return gx
