@@ -94,11 +94,11 @@ def synthetic_mnist(rows=TINY_ROWS, seed=0):
     return tuple(splits)
 
 
-def write_mnist_pickle(path, splits):
-    """Write ``splits`` as the tutorial's gzip'ed protocol-2 pickle."""
+def write_pickle(path, obj, protocol=2):
+    """Write ``obj`` as a gzip'ed pickle, like the tutorial's mnist.pkl.gz."""
     with gzip.open(path, "wb") as stream:
-        pickle.dump(tuple(splits), stream, protocol=2)
-    return str(path)
+        pickle.dump(obj, stream, protocol=protocol)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -106,4 +106,4 @@ def tiny_mnist(tmp_path_factory):
     """Path of a small synthetic ``mnist.pkl.gz``-format file (see
     :func:`synthetic_mnist`): loads in a fraction of a second, and learns."""
     path = tmp_path_factory.mktemp("data") / "tiny_mnist.pkl.gz"
-    return write_mnist_pickle(path, synthetic_mnist())
+    return str(write_pickle(path, synthetic_mnist()))

@@ -29,7 +29,7 @@ import pytest
 import mnist_io
 from mnist_io import DatasetError, DatasetNotFoundError
 
-from conftest import REPO
+from conftest import REPO, write_pickle
 
 SHARED_IDX = Path(os.environ.get("LENET_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist"
 
@@ -47,13 +47,6 @@ def make_splits(sizes=(6, 3, 4), seed=0):
         y = rng.integers(0, 10, size=n).astype(np.int64)
         splits.append((x, y))
     return tuple(splits)
-
-
-def write_pickle(path, obj, protocol=2):
-    """Write ``obj`` as a gzip'ed pickle, like mnist.pkl.gz."""
-    with gzip.open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=protocol)
-    return path
 
 
 def idx_bytes(array):
