@@ -30,7 +30,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "sphinx", "jax", "setuptools>=70.1"],
+        "test": ["pytest", "sphinx", "jax", "setuptools>=70.1", "selenium"],
         "jax": ["jax"],
         "docs": ["sphinx"],
     },

@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version="${1:-3.3.8}"
 mkdir -p .gpu/whl .gpu/data
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d .gpu/whl "pytensor==$version"

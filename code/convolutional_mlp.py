@@ -21,21 +21,42 @@ Reference: Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-Based
 Learning Applied to Document Recognition", Proceedings of the IEEE,
 86(11):2278-2324, November 1998.
 """
-import argparse
 import sys
 import types
+
+import command_line
+
+if __name__ == "__main__":
+    # before PyTensor reads PYTENSOR_FLAGS (it answers bad ones with a traceback)
+    command_line.exit_on_bad_flags("convolutional_mlp.py")
 
 import numpy
 
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import pytensor_nnet
+from checkpoints import check_outputs, config_fingerprint, dataset_name
+from digit_image import read_digits
+from early_stopping import report_result, train_early_stopping
+from errors import CheckpointMismatchError, ConfigError
 from logistic_sgd import LogisticRegression, load_data
+from memory_check import check_fits
+from minibatches import count_minibatches, keep_data_on_device, minibatch
 from mlp import HiddenLayer
+from progress import ProgressLine
 from pytensor_nnet import conv2d, pool_2d
+from saved_model import (BestModelFile, add_model_options, check_network, check_show_dir,
+                         load_model, model_path, report_predictions, set_parameters)
+from supervisor import Supervisor
+from utils import write_training_plots
 
-__all__ = ["LeNetConvPoolLayer", "build_model", "evaluate_lenet5", "main"]
+__all__ = ["PARAM_NAMES", "LeNetConvPoolLayer", "build_layers", "build_model",
+           "evaluate_lenet5", "main", "network_settings", "predict"]
+
+#: The names of the parameters, in the order of ``build_model(...).params``
+#: (layer3 first), in checkpoints and saved models.
+PARAM_NAMES = [f"layer{k}_{p}" for k in (3, 2, 1, 0) for p in ("W", "b")]
 
 
 # start-snippet-1
@@ -126,42 +147,29 @@ class LeNetConvPoolLayer:
 # end-snippet-1
 
 
-def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
-                max_batches=None, rng=None):
-    """Build LeNet and compile its train / validate / test functions.
+def build_layers(rng, x, batch_size, nkerns=(20, 50)):
+    """The four layers of LeNet on a minibatch of flattened 28x28 images.
+
+    :func:`build_model` trains them; :func:`predict` builds them again, for
+    the pictures it classifies, and gives them the saved parameters.
 
     Parameters
     ----------
-    datasets : list
-        The three splits from :func:`load_data`.
-    learning_rate, nkerns, batch_size
-        As for :func:`evaluate_lenet5`.
-    max_batches : None, int or tuple, optional
-        Use only this many minibatches (see :func:`training.count_minibatches`).
-    rng : numpy.random.RandomState, optional
-        Draws the initial weights; default ``RandomState(23455)``.
+    rng : numpy.random.RandomState
+        Draws the initial weights, layer0's filters first.
+    x : pytensor.tensor.TensorVariable
+        ``(batch_size, 784)`` matrix, one image per row.
+    batch_size : int
+        Rows of ``x`` (the convolutions are compiled for it).
+    nkerns : list of 2 ints
+        Filters in the two convolution layers.
 
     Returns
     -------
-    types.SimpleNamespace
-        ``layers`` (layer0 .. layer3), ``params``, ``train_model``,
-        ``validate_model``, ``test_model`` and ``n_batches`` (train, valid,
-        test).
+    list
+        ``[layer0, layer1, layer2, layer3]``: two :class:`LeNetConvPoolLayer`,
+        a :class:`mlp.HiddenLayer` and a :class:`logistic_sgd.LogisticRegression`.
     """
-    nkerns = list(nkerns)
-    if len(nkerns) != 2 or not all(
-        isinstance(k, (int, numpy.integer)) and k >= 1 for k in nkerns
-    ):
-        raise training.ConfigError(f"nkerns must be two positive integers, got {nkerns!r}")
-    rng = numpy.random.RandomState(23455) if rng is None else rng
-    n_batches = training.count_minibatches(datasets, batch_size, max_batches)
-
-    index = pt.lscalar()  # index to a [mini]batch
-    x = pt.matrix("x")  # the images, one flattened 28x28 image per row
-    y = pt.ivector("y")  # the labels, one int per image
-
-    print("... building the model")
-
     # start-snippet-2
     # The rows of x become (batch_size, 1, 28, 28): one input map per image.
     layer0_input = x.reshape((batch_size, 1, 28, 28))
@@ -196,12 +204,54 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
 
     # The classifier on top of the fully connected layer.
     layer3 = LogisticRegression(input=layer2.output, n_in=500, n_out=10)
-
-    # The training criterion: the negative log-likelihood of the labels.
-    cost = layer3.negative_log_likelihood(y)
     # end-snippet-2
+    return [layer0, layer1, layer2, layer3]
+
+
+def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
+                max_batches=None, rng=None):
+    """Build LeNet and compile its train / validate / test functions.
+
+    Parameters
+    ----------
+    datasets : list
+        The three splits from :func:`load_data`.
+    learning_rate, nkerns, batch_size
+        As for :func:`evaluate_lenet5`.
+    max_batches : None, int or tuple, optional
+        Use only this many minibatches (see :func:`minibatches.count_minibatches`).
+    rng : numpy.random.RandomState, optional
+        Draws the initial weights; default ``RandomState(23455)``.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``layers`` (layer0 .. layer3), ``params``, ``train_model``,
+        ``validate_model``, ``test_model`` and ``n_batches`` (train, valid,
+        test).
+    """
+    nkerns = list(nkerns)
+    if len(nkerns) != 2 or not all(
+        isinstance(k, (int, numpy.integer)) and k >= 1 for k in nkerns
+    ):
+        raise ConfigError(f"nkerns must be two positive integers, got {nkerns!r}")
+    refuse_what_cannot_fit(nkerns, batch_size)  # before allocating anything
+    rng = numpy.random.RandomState(23455) if rng is None else rng
+    (train_set_x, train_set_y), (valid_set_x, valid_set_y), (test_set_x, test_set_y) = datasets
+    n_batches = count_minibatches(datasets, batch_size, max_batches)
+    n_train_batches, n_valid_batches, n_test_batches = n_batches
+
+    index = pt.lscalar()  # index to a [mini]batch
+    x = pt.matrix("x")  # the images, one flattened 28x28 image per row
+    y = pt.ivector("y")  # the labels, one int per image
+
+    print("... building the model")
+    layer0, layer1, layer2, layer3 = build_layers(rng, x, batch_size, nkerns)
 
     # start-snippet-3
+    # The training criterion: the negative log-likelihood of the labels.
+    cost = layer3.negative_log_likelihood(y)
+
     # All the parameters trained by gradient descent, and their gradients.
     params = layer3.params + layer2.params + layer1.params + layer0.params
     grads = pytensor.grad(cost, params)
@@ -212,10 +262,40 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
         for param_i, grad_i in zip(params, grads)
     ]
 
-    train_model, validate_model, test_model = training.compile_functions(
-        index, x, y, cost, layer3.errors(y), updates, datasets, batch_size, n_batches
+    # One thread pool, the float32 tanh and product rewrites, Numba's exact
+    # float math, glibc's allocator setting (see pytensor_nnet.tuning)
+    pytensor_nnet.tune_for_speed()
+
+    # Each compiled function takes a minibatch number; ``givens`` feeds the
+    # graph's x and y with that minibatch of the shared data set.
+    test_model = pytensor.function(
+        [index],
+        layer3.errors(y),
+        givens={
+            x: minibatch(test_set_x, index, batch_size, n_test_batches),
+            y: minibatch(test_set_y, index, batch_size, n_test_batches),
+        },
+    )
+    validate_model = pytensor.function(
+        [index],
+        layer3.errors(y),
+        givens={
+            x: minibatch(valid_set_x, index, batch_size, n_valid_batches),
+            y: minibatch(valid_set_y, index, batch_size, n_valid_batches),
+        },
+    )
+    # train_model returns the cost and, in the same call, applies the updates
+    train_model = pytensor.function(
+        [index],
+        cost,
+        updates=updates,
+        givens={
+            x: minibatch(train_set_x, index, batch_size, n_train_batches),
+            y: minibatch(train_set_y, index, batch_size, n_train_batches),
+        },
     )
     # end-snippet-3
+    keep_data_on_device(datasets, train_model)  # under JAX only
     return types.SimpleNamespace(
         layers=[layer0, layer1, layer2, layer3],
         params=params,
@@ -224,6 +304,17 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
         test_model=test_model,
         n_batches=n_batches,
     )
+
+
+def refuse_what_cannot_fit(nkerns, batch_size):
+    """One clear line, not an out-of-memory kill, for a typo like
+    ``--nkerns 99999999,50``: the parameters (with their gradients and the
+    best copy) and one minibatch's activations, gradients and unrolled
+    patches, roughly, against the memory available."""
+    n_params = 25 * nkerns[0] + 25 * nkerns[0] * nkerns[1] + 16 * nkerns[1] * 500 + 5010
+    n_activations = batch_size * (720 * nkerns[0] + 80 * nkerns[1] + 64 * 25 * nkerns[0])
+    check_fits(4 * n_params + 3 * n_activations, numpy.dtype(pytensor.config.floatX).itemsize,
+               f"nkerns {nkerns} at batch size {batch_size}")
 
 
 def evaluate_lenet5(
@@ -237,6 +328,7 @@ def evaluate_lenet5(
     resume=False,
     plots_dir=None,
     max_batches=None,
+    model_file=None,
 ):
     """Train LeNet on MNIST with SGD and early stopping.
 
@@ -264,68 +356,129 @@ def evaluate_lenet5(
     max_batches : None, int or tuple, keyword-only
         Train / validate / test on at most this many minibatches (a subset,
         for quick runs and tests).
+    model_file : str or None, keyword-only
+        Where the best model's parameters are saved (see
+        :class:`saved_model.BestModelFile`), for :func:`predict`; an existing
+        file is only replaced by a resumed run (``None``: none).
 
     Returns
     -------
-    training.TrainingResult
+    early_stopping.TrainingResult
     """
     rng = numpy.random.RandomState(23455)
+    settings = dict(learning_rate=learning_rate, nkerns=list(nkerns), batch_size=batch_size,
+                    dataset=dataset_name(dataset))
+    check_outputs(checkpoint, resume, config_fingerprint("convolutional_mlp", **settings),
+                  plots_dir, model=model_file)
 
     datasets = load_data(dataset)
     model = build_model(datasets, learning_rate, nkerns, batch_size, max_batches, rng)
-    n_train_batches, n_valid_batches, n_test_batches = model.n_batches
+    best_model = BestModelFile(model_file, "convolutional_mlp", model.params, PARAM_NAMES,
+                               network_settings(nkerns), settings)
 
     print("... training")
-    result = training.train_early_stopping(
+    result = train_early_stopping(
         model.train_model,
         model.validate_model,
         model.test_model,
         model.params,
-        n_train_batches,
-        n_valid_batches,
-        n_test_batches,
+        model.n_batches,
         n_epochs,
         patience=10000,
         report_every=100,
-        param_names=[f"layer{k}_{p}" for k in (3, 2, 1, 0) for p in ("W", "b")],
-        checkpoint=checkpoint,
-        resume=resume,
-        fingerprint=training.config_fingerprint(
-            "convolutional_mlp",
-            model.params,
-            learning_rate=learning_rate,
-            nkerns=list(nkerns),
-            batch_size=batch_size,
-            dataset=training.dataset_name(dataset),
-            n_batches=model.n_batches,
+        supervisor=Supervisor(
+            checkpoint,
+            resume,
+            fingerprint=config_fingerprint(
+                "convolutional_mlp", model.params, n_batches=model.n_batches, **settings
+            ),
+            param_names=PARAM_NAMES,
+            progress=ProgressLine.for_terminal(),
+            on_new_best=best_model.on_new_best,
         ),
-        progress=training.ProgressLine.for_terminal(),
     )
 
-    training.report_result(result, __file__)
+    report_result(result, __file__)
+    best_model.finish(result)
     # layer0's W is the last-but-one parameter (params run layer3 .. layer0).
     first_layer_filters = (result.best_params or result.params)[-2]
-    training.write_plots(plots_dir, "convolutional_mlp", result.history, first_layer_filters)
+    write_training_plots(plots_dir, "convolutional_mlp", result.history, first_layer_filters)
     return result
 
 
-def _nkerns_type(text):
-    """argparse type for --nkerns: two positive integers, 'A,B'."""
-    try:
-        values = [int(v) for v in text.replace(" ", ",").split(",") if v]
-    except ValueError:
-        values = []
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected two positive integers such as 20,50, got {text!r}"
-        )
-    return values
+def network_settings(nkerns):
+    """What a saved model records to rebuild the network: the filter counts,
+    and the sizes :func:`build_layers` fixes (a model is only used with the
+    same)."""
+    return {"nkerns": list(nkerns), "image_shape": [28, 28], "filter_shape": [5, 5],
+            "poolsize": [2, 2], "n_hidden": 500, "n_out": 10}
+
+
+def predict(images, model_file="convolutional_mlp_model.npz", show_dir=None, nkerns=None):
+    """Classify pictures of handwritten digits with a saved model.
+
+    Each picture is prepared as MNIST's digits were
+    (:func:`digit_image.read_digit`); the layers are built again
+    (:func:`build_layers`) for a minibatch of all the pictures and given the
+    saved parameters, and one compiled function returns the class
+    probabilities and the feature maps of both convolution layers.
+
+    Parameters
+    ----------
+    images : list of str
+        Picture files, in any format Pillow reads.
+    model_file : str
+        A model saved by :func:`evaluate_lenet5`.
+    show_dir : str, optional
+        Folder for one PNG per picture: its input, feature maps and
+        probabilities (:func:`saved_model.report_predictions`).
+    nkerns : list of 2 ints, optional
+        The filter counts the model must have (``--nkerns``, when given);
+        by default the model's own.
+
+    Returns
+    -------
+    numpy.ndarray
+        The predicted digits, one per picture.
+
+    Raises
+    ------
+    digit_image.ImageError, errors.CheckpointError
+        For a missing, unreadable or blank picture, a missing or unreadable
+        model, or a model of another network.
+    """
+    check_show_dir(show_dir)
+    meta, arrays = load_model(model_file, "convolutional_mlp")
+    saved_nkerns = meta["network"].get("nkerns")
+    if not (isinstance(saved_nkerns, list) and len(saved_nkerns) == 2
+            and all(type(k) is int and k >= 1 for k in saved_nkerns)):
+        raise CheckpointMismatchError(f"{model_file} records no valid nkerns: {saved_nkerns!r}")
+    check_network(model_file, meta["network"],
+                  network_settings(saved_nkerns if nkerns is None else nkerns))
+    # start-snippet-4
+    # (n, 784): each picture prepared as MNIST's digits were
+    digits = read_digits(images).astype(pytensor.config.floatX)
+
+    # The same layers, for a minibatch of the n pictures; the saved values
+    # replace the random initial weights.
+    x = pt.matrix("x")
+    layer0, layer1, layer2, layer3 = build_layers(
+        numpy.random.RandomState(0), x, len(images), saved_nkerns)
+    params = layer3.params + layer2.params + layer1.params + layer0.params
+    set_parameters(model_file, params, PARAM_NAMES, arrays)
+
+    # No givens and no updates: the function takes the pictures themselves
+    # and returns the probabilities and what the layers compute from them.
+    predict_model = pytensor.function(
+        [x], [layer3.p_y_given_x, layer0.input, layer0.output, layer1.output])
+    # end-snippet-4
+    return report_predictions(images, predict_model(digits), show_dir, "convolutional_mlp")
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = training.tutorial_parser(
+    parser = command_line.tutorial_parser(
         "convolutional_mlp",
         "Train a LeNet convolutional network on MNIST with minibatch SGD and "
         "early stopping (the Deep Learning Tutorials' LeNet, on PyTensor).",
@@ -334,22 +487,31 @@ def main(argv=None):
         batch_size=500,
     )
     parser.add_argument(
-        "--nkerns", type=_nkerns_type, default=[20, 50], metavar="K0,K1",
-        help="filters in the two convolution layers (default: 20,50)")
-    args = training.parse_tutorial_args(parser, "convolutional_mlp", argv)
+        "--nkerns", type=command_line.positive_ints(2, "20,50"), default=None,
+        metavar="K0,K1",
+        help="filters in the two convolution layers (default: 20,50; with --predict, "
+        "the model's)")
+    add_model_options(parser, "convolutional_mlp")
+    args = command_line.parse_tutorial_args(parser, "convolutional_mlp", argv)
+    model_file = model_path(parser, args, "convolutional_mlp")
 
-    options = training.output_options(args, "convolutional_mlp")
+    if args.predict is not None:
+        def run():
+            predict(args.predict, model_file, args.show, args.nkerns)
+    else:
+        options = command_line.output_options(args, "convolutional_mlp")
 
-    def run():
-        evaluate_lenet5(
-            learning_rate=args.learning_rate,
-            dataset=args.dataset,
-            nkerns=args.nkerns,
-            batch_size=args.batch_size,
-            **options,
-        )
+        def run():
+            evaluate_lenet5(
+                learning_rate=args.learning_rate,
+                dataset=args.dataset,
+                nkerns=args.nkerns or [20, 50],
+                batch_size=args.batch_size,
+                model_file=model_file,
+                **options,
+            )
 
-    return training.run_main(run, argv, parser.prog)
+    return command_line.run_main(run, argv, parser.prog)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,16 @@ then downloaded from the original tutorial's repository into
 Hopper that matplotlib ships as sample data, and says so.
 """
 import argparse
+import functools
 import os
 import sys
-import shutil
-import urllib.error
-import urllib.request
+import types
 
 import numpy
 import pytensor
 import pytensor.tensor as pt
 
-from atomic_file import atomic_write
+from downloads import DownloadFailed, download
 from pytensor_nnet import conv2d
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,38 +37,50 @@ IMAGE_NAME = "3wolfmoon.jpg"
 IMAGE_URL = ("https://raw.githubusercontent.com/lisa-lab/DeepLearningTutorials/"
              "master/doc/images/3wolfmoon.jpg")
 DEFAULT_OUTPUT = "3wolfmoon_filtered.png"
+MAX_IMAGE_BYTES = 1 << 25  # the photograph is 50 kB
 SEED = 23455
 
-# start-snippet-1
-rng = numpy.random.RandomState(SEED)
+@functools.cache
+def random_layer():
+    """Build and compile the untrained layer (once; later calls return it).
 
-# The input: a minibatch of colour images, (images, 3 channels, rows, columns).
-input = pt.tensor4(name="input", dtype="float64")
+    Returns
+    -------
+    types.SimpleNamespace
+        ``input`` (the symbolic minibatch), ``W``, ``b`` (shared variables)
+        and ``f``, the compiled function of the input.
+    """
+    # start-snippet-1
+    rng = numpy.random.RandomState(SEED)
 
-# Two output maps, each looking at the 3 input maps through a 9 x 9 window.
-# Each unit has 3 * 9 * 9 inputs (its fan-in); the weights are drawn
-# uniformly within +-1/sqrt(fan-in).
-w_shp = (2, 3, 9, 9)
-w_bound = numpy.sqrt(3 * 9 * 9)
-W = pytensor.shared(
-    numpy.asarray(rng.uniform(low=-1.0 / w_bound, high=1.0 / w_bound, size=w_shp),
-                  dtype=input.dtype),
-    name="W")
+    # The input: a minibatch of colour images, (images, 3 channels, rows, columns).
+    input = pt.tensor4(name="input", dtype="float64")
 
-# One bias per output map. Biases normally start at zero; random ones here
-# stand in for what training would have produced.
-b_shp = (2,)
-b = pytensor.shared(
-    numpy.asarray(rng.uniform(low=-0.5, high=0.5, size=b_shp), dtype=input.dtype),
-    name="b")
+    # Two output maps, each looking at the 3 input maps through a 9 x 9 window.
+    # Each unit has 3 * 9 * 9 inputs (its fan-in); the weights are drawn
+    # uniformly within +-1/sqrt(fan-in).
+    w_shp = (2, 3, 9, 9)
+    w_bound = numpy.sqrt(3 * 9 * 9)
+    W = pytensor.shared(
+        numpy.asarray(rng.uniform(low=-1.0 / w_bound, high=1.0 / w_bound, size=w_shp),
+                      dtype=input.dtype),
+        name="W")
 
-# Convolve (a true convolution: the filters are flipped), add the bias of
-# each map to all its pixels, and squash with the logistic sigmoid.
-conv_out = conv2d(input, W)
-output = pt.sigmoid(conv_out + b.dimshuffle("x", 0, "x", "x"))
+    # One bias per output map. Biases normally start at zero; random ones here
+    # stand in for what training would have produced.
+    b_shp = (2,)
+    b = pytensor.shared(
+        numpy.asarray(rng.uniform(low=-0.5, high=0.5, size=b_shp), dtype=input.dtype),
+        name="b")
 
-f = pytensor.function([input], output)
-# end-snippet-1
+    # Convolve (a true convolution: the filters are flipped), add the bias of
+    # each map to all its pixels, and squash with the logistic sigmoid.
+    conv_out = conv2d(input, W)
+    output = pt.sigmoid(conv_out + b.dimshuffle("x", 0, "x", "x"))
+
+    f = pytensor.function([input], output)
+    # end-snippet-1
+    return types.SimpleNamespace(input=input, W=W, b=b, f=f)
 
 
 class ImageError(Exception):
@@ -103,14 +114,16 @@ def filter_image(img):
     img = numpy.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (height, width, 3), got {img.shape}")
-    if img.shape[0] < w_shp[2] or img.shape[1] < w_shp[3]:
+    layer = random_layer()
+    filter_rows, filter_cols = layer.W.get_value(borrow=True).shape[2:]
+    if img.shape[0] < filter_rows or img.shape[1] < filter_cols:
         raise ValueError(
             f"the image ({img.shape[0]} x {img.shape[1]}) is smaller than the "
-            f"{w_shp[2]} x {w_shp[3]} filters")
+            f"{filter_rows} x {filter_cols} filters")
     # Pixel values to [0, 1), then channels first with a minibatch axis of 1.
     pixels = numpy.asarray(img, dtype="float64") / 256.0
     batch = pixels.transpose(2, 0, 1)[numpy.newaxis]
-    return f(batch)
+    return layer.f(batch)
 
 
 # ---------------------------------------------------------------------------
@@ -183,16 +196,13 @@ def download_image(url=None, folder=None, name=IMAGE_NAME, timeout=60):
     url = url or IMAGE_URL
     folder = folder or IMAGES_DIR
     target = os.path.join(folder, name)
-
-    def fetch(stream):
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, stream, 1 << 16)
-
     try:
         os.makedirs(folder, exist_ok=True)
         # load_image refuses to install an error page or a cut-off file
-        return atomic_write(target, fetch, check=load_image)
-    except (urllib.error.URLError, OSError, ImageError) as exc:
+        download(url, target, check=load_image, max_bytes=MAX_IMAGE_BYTES,
+                 what="the photograph", timeout=timeout)
+        return target
+    except (DownloadFailed, OSError, ImageError) as exc:
         raise ImageError(f"could not download {url} to {target} ({exc})") from None
 
 

@@ -47,15 +47,31 @@ Learning Applied to Document Recognition", Proceedings of the IEEE,
 import sys
 import types
 
+import command_line
+
+if __name__ == "__main__":
+    # before PyTensor reads PYTENSOR_FLAGS (it answers bad ones with a traceback)
+    command_line.exit_on_bad_flags("lenet5.py")
+
 import numpy
 
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import pytensor_nnet
+from checkpoints import check_outputs, config_fingerprint, dataset_name
+from digit_image import read_digits
+from early_stopping import report_result, train_early_stopping
+from errors import CheckpointMismatchError, ConfigError
 from logistic_sgd import LogisticRegression, load_data
+from minibatches import count_minibatches, keep_data_on_device, minibatch
 from mlp import HiddenLayer
+from progress import ProgressLine
 from pytensor_nnet import conv2d, pool_2d
+from saved_model import (BestModelFile, add_model_options, check_network, check_show_dir,
+                         load_model, model_path, report_predictions, set_parameters)
+from supervisor import Supervisor
+from utils import write_training_plots
 
 __all__ = [
     "PAPER_PARAMETERS",
@@ -70,7 +86,9 @@ __all__ = [
     "evaluate_lenet5",
     "learning_rate_factor",
     "main",
+    "network_settings",
     "parameter_counts",
+    "predict",
     "schedule_setter",
     "squash",
     "weight_bound",
@@ -159,15 +177,15 @@ def connection_table(kind="paper", inputs_per_map=4, seed=TABLE_SEED, n_inputs=6
             table[j, list(inputs)] = 1
         return table
     if kind != "random":
-        raise training.ConfigError(f"the table is 'paper' or 'random', got {kind!r}")
+        raise ConfigError(f"the table is 'paper' or 'random', got {kind!r}")
     if not isinstance(inputs_per_map, (int, numpy.integer)) or not (
         1 <= inputs_per_map <= n_inputs
     ):
-        raise training.ConfigError(
+        raise ConfigError(
             f"inputs_per_map must be an integer from 1 to {n_inputs}, got {inputs_per_map!r}"
         )
     if not isinstance(seed, (int, numpy.integer)) or not 0 <= seed < 2**32:
-        raise training.ConfigError(f"the table seed must be an integer from 0 to 2**32 - 1, "
+        raise ConfigError(f"the table seed must be an integer from 0 to 2**32 - 1, "
                                    f"got {seed!r}")
     rng = numpy.random.RandomState(seed)
     table = numpy.zeros((n_outputs, n_inputs), dtype="int8")
@@ -195,7 +213,7 @@ def weight_bound(fan_in, init="lecun"):
         return numpy.sqrt(3.0 / fan_in)
     if init == "paper":
         return 2.4 / fan_in
-    raise training.ConfigError(f"init is 'lecun' or 'paper', got {init!r}")
+    raise ConfigError(f"init is 'lecun' or 'paper', got {init!r}")
 # end-snippet-1
 
 
@@ -470,7 +488,7 @@ def learning_rate_factor(epoch, schedule="paper"):
         that has begun by ``epoch``; the last one lasts for ever.
     """
     if schedule not in SCHEDULES:
-        raise training.ConfigError(
+        raise ConfigError(
             f"the learning-rate schedule is one of {sorted(SCHEDULES)}, got {schedule!r}")
     return [factor for first, factor in SCHEDULES[schedule] if first <= epoch][-1]
 
@@ -513,7 +531,7 @@ def build_model(datasets, learning_rate=LEARNING_RATE, batch_size=50, table="pap
     batch_size, table, inputs_per_map, table_seed, init
         As for :func:`evaluate_lenet5`.
     max_batches : None, int or tuple, optional
-        Use only this many minibatches (see :func:`training.count_minibatches`).
+        Use only this many minibatches (see :func:`minibatches.count_minibatches`).
     rng : numpy.random.RandomState, optional
         Draws the initial weights; default ``RandomState(23455)``.
 
@@ -528,7 +546,9 @@ def build_model(datasets, learning_rate=LEARNING_RATE, batch_size=50, table="pap
     rng = numpy.random.RandomState(23455) if rng is None else rng
     weight_bound(1, init)  # reject a bad init name before any work
     table = connection_table(table, inputs_per_map, table_seed)
-    n_batches = training.count_minibatches(datasets, batch_size, max_batches)
+    (train_set_x, train_set_y), (valid_set_x, valid_set_y), (test_set_x, test_set_y) = datasets
+    n_batches = count_minibatches(datasets, batch_size, max_batches)
+    n_train_batches, n_valid_batches, n_test_batches = n_batches
 
     index = pt.lscalar()  # index to a [mini]batch
     x = pt.matrix("x")  # the images, one flattened 28x28 image per row
@@ -550,10 +570,40 @@ def build_model(datasets, learning_rate=LEARNING_RATE, batch_size=50, table="pap
                            name="learning_rate")
     updates = [(p, p - rate * g) for p, g in zip(params, grads)]
 
-    train_model, validate_model, test_model = training.compile_functions(
-        index, x, y, cost, network.errors(y), updates, datasets, batch_size, n_batches
+    # One thread pool, the float32 tanh and product rewrites, Numba's exact
+    # float math, glibc's allocator setting (see pytensor_nnet.tuning)
+    pytensor_nnet.tune_for_speed()
+
+    # Each compiled function takes a minibatch number; ``givens`` feeds the
+    # graph's x and y with that minibatch of the shared data set.
+    test_model = pytensor.function(
+        [index],
+        network.errors(y),
+        givens={
+            x: minibatch(test_set_x, index, batch_size, n_test_batches),
+            y: minibatch(test_set_y, index, batch_size, n_test_batches),
+        },
+    )
+    validate_model = pytensor.function(
+        [index],
+        network.errors(y),
+        givens={
+            x: minibatch(valid_set_x, index, batch_size, n_valid_batches),
+            y: minibatch(valid_set_y, index, batch_size, n_valid_batches),
+        },
+    )
+    # train_model returns the cost and, in the same call, applies the updates
+    train_model = pytensor.function(
+        [index],
+        cost,
+        updates=updates,
+        givens={
+            x: minibatch(train_set_x, index, batch_size, n_train_batches),
+            y: minibatch(train_set_y, index, batch_size, n_train_batches),
+        },
     )
     # end-snippet-4
+    keep_data_on_device(datasets, train_model)  # under JAX only
     return types.SimpleNamespace(
         network=network,
         layers=network.layers,
@@ -584,6 +634,7 @@ def evaluate_lenet5(
     resume=False,
     plots_dir=None,
     max_batches=None,
+    model_file=None,
 ):
     """Train LeNet-5 on MNIST with SGD, a decreasing step and early stopping.
 
@@ -612,67 +663,116 @@ def evaluate_lenet5(
     patience : int, optional, keyword-only
         Early-stopping patience in minibatches; default
         :data:`PATIENCE_EPOCHS` epochs' worth (10,000 at batch 50).
-    checkpoint, resume, plots_dir, max_batches : keyword-only
-        As for :func:`convolutional_mlp.evaluate_lenet5`.
+    checkpoint, resume, plots_dir, max_batches, model_file : keyword-only
+        As for :func:`convolutional_mlp.evaluate_lenet5`; :func:`predict`
+        reads the ``model_file``.
 
     Returns
     -------
-    training.TrainingResult
+    early_stopping.TrainingResult
     """
     rng = numpy.random.RandomState(23455)
     learning_rate_factor(1, lr_schedule)  # reject a bad schedule name before any work
 
+    settings = dict(learning_rate=learning_rate,
+                    lr_schedule=[lr_schedule, SCHEDULES[lr_schedule]],
+                    batch_size=batch_size, init=init, dataset=dataset_name(dataset))
+    check_outputs(checkpoint, resume, config_fingerprint("lenet5", **settings), plots_dir,
+                  model=model_file)
+
     datasets = load_data(dataset)
     model = build_model(datasets, learning_rate, batch_size, table, inputs_per_map,
                         table_seed, init, max_batches, rng)
-    n_train_batches, n_valid_batches, n_test_batches = model.n_batches
+    n_train_batches = model.n_batches[0]
     if patience is None:
         # in epochs, so that the batch size does not change how long it waits
         patience = PATIENCE_EPOCHS * n_train_batches
-    progress = training.ProgressLine.for_terminal()
+    progress = ProgressLine.for_terminal()
+    best_model = BestModelFile(model_file, "lenet5", model.params, model.param_names,
+                               network_settings(model.table), settings)
 
     print("... training")
-    result = training.train_early_stopping(
+    result = train_early_stopping(
         model.train_model,
         model.validate_model,
         model.test_model,
         model.params,
-        n_train_batches,
-        n_valid_batches,
-        n_test_batches,
+        model.n_batches,
         n_epochs,
         patience=patience,
         report_every=100,
-        on_epoch=schedule_setter(learning_rate, lr_schedule, model.learning_rate, progress),
-        param_names=model.param_names,
-        checkpoint=checkpoint,
-        resume=resume,
-        fingerprint=training.config_fingerprint(
-            "lenet5",
-            model.params,
-            learning_rate=learning_rate,
-            lr_schedule=[lr_schedule, SCHEDULES[lr_schedule]],
-            patience=patience,
-            batch_size=batch_size,
-            table=model.table.tolist(),
-            init=init,
-            dataset=training.dataset_name(dataset),
-            n_batches=model.n_batches,
+        supervisor=Supervisor(
+            checkpoint,
+            resume,
+            fingerprint=config_fingerprint(
+                "lenet5",
+                model.params,
+                patience=patience,
+                table=model.table.tolist(),
+                n_batches=model.n_batches,
+                **settings,
+            ),
+            param_names=model.param_names,
+            progress=progress,
+            on_epoch=schedule_setter(learning_rate, lr_schedule, model.learning_rate,
+                                     progress),
+            on_new_best=best_model.on_new_best,
         ),
-        progress=progress,
     )
 
-    training.report_result(result, __file__)
+    report_result(result, __file__)
+    best_model.finish(result)
     # C1's filters are the first parameter.
     first_layer_filters = (result.best_params or result.params)[0]
-    training.write_plots(plots_dir, "lenet5", result.history, first_layer_filters)
+    write_training_plots(plots_dir, "lenet5", result.history, first_layer_filters)
     return result
+
+
+def network_settings(table):
+    """What a saved model records to rebuild the network: the input and
+    field sizes :class:`LeNet5` fixes, and the S2-to-C3 connection table."""
+    return {"image_shape": [28, 28], "field": [32, 32],
+            "table": numpy.asarray(table).tolist()}
+
+
+def predict(images, model_file="lenet5_model.npz", show_dir=None):
+    """Classify pictures of handwritten digits with a saved LeNet-5.
+
+    As :func:`convolutional_mlp.predict`: each picture is prepared as
+    MNIST's digits were (28x28; :class:`LeNet5` sets it in its 32x32 field
+    and rescales it, as in training), the network is built again with the
+    model's connection table for a minibatch of all the pictures, and one
+    compiled function returns the probabilities, the field and the maps of
+    C1 and C3.
+
+    Returns
+    -------
+    numpy.ndarray
+        The predicted digits, one per picture.
+    """
+    check_show_dir(show_dir)
+    meta, arrays = load_model(model_file, "lenet5")
+    table = numpy.asarray(meta["network"].get("table"))
+    if table.shape != (16, 6) or not numpy.isin(table, (0, 1)).all() or not table.any(1).all():
+        raise CheckpointMismatchError(
+            f"{model_file} records no valid 16 x 6 connection table for C3")
+    check_network(model_file, meta["network"], network_settings(table))
+    digits = read_digits(images).astype(pytensor.config.floatX)
+
+    x = pt.matrix("x")
+    network = LeNet5(numpy.random.RandomState(0), x, len(images), table=table)
+    set_parameters(model_file, network.params, network.param_names, arrays)
+    predict_model = pytensor.function(
+        [x], [network.output.p_y_given_x, network.field, network.C1.output, network.C3.output])
+    return report_predictions(images, predict_model(digits), show_dir, "lenet5",
+                              input_range=(-0.1, 1.175), map_range=(-1.7159, 1.7159),
+                              map_names=("C1", "C3"))
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = training.tutorial_parser(
+    parser = command_line.tutorial_parser(
         "lenet5",
         "Train LeCun et al.'s 1998 LeNet-5 (C1-S2-C3-S4-C5-F6, the S2-to-C3 "
         "connection table, trainable subsampling) on MNIST with minibatch SGD for "
@@ -694,7 +794,7 @@ def main(argv=None):
         help="S2-to-C3 connections: the paper's table I (60 connections) or a random "
         "table with --inputs-per-map S2 maps per C3 map (default: %(default)s)")
     parser.add_argument(
-        "--inputs-per-map", type=training.positive_int, default=None, metavar="K",
+        "--inputs-per-map", type=command_line.positive_int, default=None, metavar="K",
         help="S2 maps read by each C3 map of the random table, 1 to 6 (default: 4)")
     parser.add_argument(
         "--table-seed", type=int, default=None, metavar="SEED",
@@ -703,7 +803,9 @@ def main(argv=None):
         "--init", choices=("lecun", "paper"), default="lecun",
         help="weights uniform in +-sqrt(3/fan_in) ('lecun') or the paper's +-2.4/fan_in "
         "(default: %(default)s)")
-    args = training.parse_tutorial_args(parser, "lenet5", argv)
+    add_model_options(parser, "lenet5")
+    args = command_line.parse_tutorial_args(parser, "lenet5", argv)
+    model_file = model_path(parser, args, "lenet5")
     if args.table == "paper" and (args.inputs_per_map is not None
                                   or args.table_seed is not None):
         parser.error("--inputs-per-map and --table-seed go with --table random")
@@ -711,22 +813,27 @@ def main(argv=None):
     if inputs_per_map > 6:
         parser.error(f"--inputs-per-map must be 1 to 6 (S2 has 6 maps), got {inputs_per_map}")
 
-    options = training.output_options(args, "lenet5")
+    if args.predict is not None:
+        def run():
+            predict(args.predict, model_file, args.show)
+    else:
+        options = command_line.output_options(args, "lenet5")
 
-    def run():
-        evaluate_lenet5(
-            learning_rate=args.learning_rate,
-            dataset=args.dataset,
-            batch_size=args.batch_size,
-            table=args.table,
-            inputs_per_map=inputs_per_map,
-            table_seed=TABLE_SEED if args.table_seed is None else args.table_seed,
-            init=args.init,
-            lr_schedule=args.lr_schedule,
-            **options,
-        )
+        def run():
+            evaluate_lenet5(
+                learning_rate=args.learning_rate,
+                dataset=args.dataset,
+                batch_size=args.batch_size,
+                table=args.table,
+                inputs_per_map=inputs_per_map,
+                table_seed=TABLE_SEED if args.table_seed is None else args.table_seed,
+                init=args.init,
+                lr_schedule=args.lr_schedule,
+                model_file=model_file,
+                **options,
+            )
 
-    return training.run_main(run, argv, parser.prog)
+    return command_line.run_main(run, argv, parser.prog)
 
 
 if __name__ == "__main__":

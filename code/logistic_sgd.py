@@ -11,7 +11,7 @@ affine map followed by a softmax,
 and predicts the most probable class, :math:`y_{pred} = \\arg\\max_i
 P(Y = i \\mid x, W, b)`.  Training minimises the mean negative
 log-likelihood of the correct labels over each minibatch, with early stopping
-on a validation set (see :func:`training.train_early_stopping`).
+on a validation set (see :func:`early_stopping.train_early_stopping`).
 
 This is the first model of the Deep Learning Tutorials; the multilayer
 perceptron (``mlp.py``) and LeNet (``convolutional_mlp.py``) put this class
@@ -26,13 +26,27 @@ import os
 import sys
 import types
 
+import command_line
+
+if __name__ == "__main__":
+    # before PyTensor reads PYTENSOR_FLAGS (it answers bad ones with a traceback)
+    command_line.exit_on_bad_flags("logistic_sgd.py")
+
 import numpy
 
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import pytensor_nnet
+from atomic_file import atomic_write
+from checkpoints import check_outputs, config_fingerprint, dataset_name, read_npz
+from early_stopping import train_early_stopping
+from errors import CheckpointError
+from minibatches import count_minibatches, keep_data_on_device, minibatch
 from mnist_io import load_data
+from progress import ProgressLine
+from supervisor import Supervisor
+from utils import write_training_plots
 
 __docformat__ = "restructedtext en"
 
@@ -170,7 +184,7 @@ def save_model(path, classifier):
     during the write leaves the previous file intact.
     """
     values = {"W": classifier.W.get_value(borrow=True), "b": classifier.b.get_value(borrow=True)}
-    training.atomic_write(path, lambda stream: numpy.savez(stream, **values))
+    atomic_write(path, lambda stream: numpy.savez(stream, **values))
 
 
 def load_model(path):
@@ -185,37 +199,23 @@ def load_model(path):
 
     Raises
     ------
-    training.CheckpointError
+    errors.CheckpointError
         If the file is missing, unreadable, or does not hold a matching
         ``(n_in, n_out)`` matrix ``W`` and ``(n_out,)`` vector ``b``.
     """
     if not os.path.isfile(path):
-        raise training.CheckpointError(
+        raise CheckpointError(
             f"no saved model at {path} (train one first: python code/logistic_sgd.py)"
         )
-    try:
-        archive = numpy.load(path, allow_pickle=False)
-        if not isinstance(archive, numpy.lib.npyio.NpzFile):
-            raise training.CheckpointError(f"{path} is a single array, not a saved model")
-        with archive:
-            if not {"W", "b"} <= set(archive.files):
-                raise training.CheckpointError(
-                    f"{path} is not a saved logistic regression model (needs arrays W and b)"
-                )
-            W, b = archive["W"], archive["b"]
-    except training.CheckpointError:
-        raise
-    except Exception as exc:  # numpy.load raises many types on bad input
-        raise training.CheckpointError(
-            f"{path} is not a readable model file ({type(exc).__name__}: {exc})"
-        ) from exc
+    arrays = read_npz(path, "saved logistic regression model", required=("W", "b"))
+    W, b = arrays["W"], arrays["b"]
     if (
         W.ndim != 2
         or b.shape != (W.shape[1],)
         or W.dtype.kind != "f"
         or b.dtype.kind != "f"
     ):
-        raise training.CheckpointError(
+        raise CheckpointError(
             f"{path} holds W {W.dtype}{list(W.shape)} and b {b.dtype}{list(b.shape)}; "
             "expected a float (n_in, n_out) matrix and an (n_out,) vector"
         )
@@ -237,7 +237,7 @@ def build_model(datasets, learning_rate=0.13, batch_size=600, max_batches=None):
     learning_rate, batch_size
         As for :func:`sgd_optimization_mnist`.
     max_batches : None, int or tuple, optional
-        Use only this many minibatches (see :func:`training.count_minibatches`).
+        Use only this many minibatches (see :func:`minibatches.count_minibatches`).
 
     Returns
     -------
@@ -245,7 +245,9 @@ def build_model(datasets, learning_rate=0.13, batch_size=600, max_batches=None):
         ``classifier``, ``params``, ``train_model``, ``validate_model``,
         ``test_model`` and ``n_batches`` (train, valid, test).
     """
-    n_batches = training.count_minibatches(datasets, batch_size, max_batches)
+    (train_set_x, train_set_y), (valid_set_x, valid_set_y), (test_set_x, test_set_y) = datasets
+    n_batches = count_minibatches(datasets, batch_size, max_batches)
+    n_train_batches, n_valid_batches, n_test_batches = n_batches
 
     print("... building the model")
 
@@ -269,10 +271,40 @@ def build_model(datasets, learning_rate=0.13, batch_size=600, max_batches=None):
         (classifier.b, classifier.b - learning_rate * g_b),
     ]
 
-    train_model, validate_model, test_model = training.compile_functions(
-        index, x, y, cost, classifier.errors(y), updates, datasets, batch_size, n_batches
+    # Numba's exact float math and glibc's allocator setting (the products
+    # are left to BLAS's threads: no conv kernels here)
+    pytensor_nnet.tune_for_speed(threads=False, rewrites=False)
+
+    # Each compiled function takes a minibatch number; ``givens`` feeds the
+    # graph's x and y with that minibatch of the shared data set.
+    test_model = pytensor.function(
+        inputs=[index],
+        outputs=classifier.errors(y),
+        givens={
+            x: minibatch(test_set_x, index, batch_size, n_test_batches),
+            y: minibatch(test_set_y, index, batch_size, n_test_batches),
+        },
+    )
+    validate_model = pytensor.function(
+        inputs=[index],
+        outputs=classifier.errors(y),
+        givens={
+            x: minibatch(valid_set_x, index, batch_size, n_valid_batches),
+            y: minibatch(valid_set_y, index, batch_size, n_valid_batches),
+        },
+    )
+    # train_model returns the cost and, in the same call, applies the updates
+    train_model = pytensor.function(
+        inputs=[index],
+        outputs=cost,
+        updates=updates,
+        givens={
+            x: minibatch(train_set_x, index, batch_size, n_train_batches),
+            y: minibatch(train_set_y, index, batch_size, n_train_batches),
+        },
     )
     # end-snippet-3
+    keep_data_on_device(datasets, train_model)  # under JAX only
     return types.SimpleNamespace(
         classifier=classifier,
         params=classifier.params,
@@ -322,44 +354,39 @@ def sgd_optimization_mnist(
 
     Returns
     -------
-    training.TrainingResult
+    early_stopping.TrainingResult
     """
+    settings = dict(learning_rate=learning_rate, batch_size=batch_size,
+                    dataset=dataset_name(dataset))
+    check_outputs(checkpoint, resume, config_fingerprint("logistic_sgd", **settings),
+                  plots_dir, model=best_model)
+
     datasets = load_data(dataset)
     model = build_model(datasets, learning_rate, batch_size, max_batches)
-    n_train_batches, n_valid_batches, n_test_batches = model.n_batches
 
-    on_new_best = None
-    if best_model:
-        training.check_output_path(best_model, "best model")
-
-        def on_new_best(state):
-            # save the best model
+    def save_best_model(state):
+        if best_model:
             save_model(best_model, model.classifier)
 
     print("... training the model")
-    result = training.train_early_stopping(
+    result = train_early_stopping(
         model.train_model,
         model.validate_model,
         model.test_model,
         model.params,
-        n_train_batches,
-        n_valid_batches,
-        n_test_batches,
+        model.n_batches,
         n_epochs,
         patience=5000,
-        on_new_best=on_new_best,
-        param_names=["W", "b"],
-        checkpoint=checkpoint,
-        resume=resume,
-        fingerprint=training.config_fingerprint(
-            "logistic_sgd",
-            model.params,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            dataset=training.dataset_name(dataset),
-            n_batches=model.n_batches,
+        supervisor=Supervisor(
+            checkpoint,
+            resume,
+            fingerprint=config_fingerprint(
+                "logistic_sgd", model.params, n_batches=model.n_batches, **settings
+            ),
+            param_names=["W", "b"],
+            progress=ProgressLine.for_terminal(),
+            on_new_best=save_best_model,
         ),
-        progress=training.ProgressLine.for_terminal(),
     )
 
     print(
@@ -376,7 +403,7 @@ def sgd_optimization_mnist(
         file=sys.stderr,
     )
     weights = (result.best_params or result.params)[0]
-    training.write_plots(plots_dir, "logistic_sgd", result.history, weights)
+    write_training_plots(plots_dir, "logistic_sgd", result.history, weights)
     return result
 
 
@@ -403,7 +430,7 @@ def predict(best_model="best_model.npz", dataset="mnist.pkl.gz"):
     datasets = load_data(dataset)
     test_set_x = datasets[2][0].get_value()
     if test_set_x.shape[1] != W.shape[0]:
-        raise training.CheckpointError(
+        raise CheckpointError(
             f"{best_model} expects inputs of {W.shape[0]} values, the data has {test_set_x.shape[1]}"
         )
 
@@ -417,7 +444,7 @@ def predict(best_model="best_model.npz", dataset="mnist.pkl.gz"):
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = training.tutorial_parser(
+    parser = command_line.tutorial_parser(
         "logistic_sgd",
         "Train a logistic regression classifier on MNIST with minibatch SGD and "
         "early stopping (the first Deep Learning Tutorial, on PyTensor).",
@@ -433,13 +460,13 @@ def main(argv=None):
         "--predict", action="store_true",
         help="do not train: load --best-model and print its predictions for the "
         "first 10 test digits")
-    args = training.parse_tutorial_args(parser, "logistic_sgd", argv)
+    args = command_line.parse_tutorial_args(parser, "logistic_sgd", argv)
 
     if args.predict:
         def run():
             predict(args.best_model or "best_model.npz", args.dataset)
     else:
-        options = training.output_options(args, "logistic_sgd")
+        options = command_line.output_options(args, "logistic_sgd")
         best_model = args.best_model
         if best_model is None:  # --dry-run saves no model unless told where
             best_model = None if args.dry_run else "best_model.npz"
@@ -453,7 +480,7 @@ def main(argv=None):
                 **options,
             )
 
-    return training.run_main(run, argv, parser.prog)
+    return command_line.run_main(run, argv, parser.prog)
 
 
 if __name__ == "__main__":

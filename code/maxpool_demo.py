@@ -16,6 +16,7 @@ Usage::
     python code/maxpool_demo.py
 """
 import argparse
+import functools
 import sys
 
 import numpy
@@ -24,19 +25,29 @@ import pytensor.tensor as pt
 
 from pytensor_nnet import max_pool_2d
 
-# start-snippet-1
-# A symbolic 4-D tensor of float64: (images, maps, rows, columns).
-input = pt.dtensor4("input")
-maxpool_shape = (2, 2)  # the window must be known when the graph is built
+@functools.cache
+def pooling_functions():
+    """Compile the two pooling functions (once) and draw the input.
 
-pool_dropping_border = pytensor.function(
-    [input], max_pool_2d(input, maxpool_shape, ignore_border=True))
-pool_keeping_border = pytensor.function(
-    [input], max_pool_2d(input, maxpool_shape, ignore_border=False))
+    Returns
+    -------
+    tuple
+        ``(pool_dropping_border, pool_keeping_border, invals)``.
+    """
+    # start-snippet-1
+    # A symbolic 4-D tensor of float64: (images, maps, rows, columns).
+    input = pt.dtensor4("input")
+    maxpool_shape = (2, 2)  # the window must be known when the graph is built
 
-# 3 images of 2 maps of 5 x 5 values in [0, 1).
-invals = numpy.random.RandomState(1).rand(3, 2, 5, 5)
-# end-snippet-1
+    pool_dropping_border = pytensor.function(
+        [input], max_pool_2d(input, maxpool_shape, ignore_border=True))
+    pool_keeping_border = pytensor.function(
+        [input], max_pool_2d(input, maxpool_shape, ignore_border=False))
+
+    # 3 images of 2 maps of 5 x 5 values in [0, 1).
+    invals = numpy.random.RandomState(1).rand(3, 2, 5, 5)
+    # end-snippet-1
+    return pool_dropping_border, pool_keeping_border, invals
 
 
 def py2_print_line(*items):
@@ -90,6 +101,7 @@ def maxpool_demo_text():
         Eight ``print`` statements' worth of lines, without a trailing
         newline.
     """
+    pool_dropping_border, pool_keeping_border, invals = pooling_functions()
     dropped = pool_dropping_border(invals)
     kept = pool_keeping_border(invals)
     # Pin every option that affects the text, whatever the caller's settings.

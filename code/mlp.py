@@ -20,13 +20,26 @@ section 5.
 import sys
 import types
 
+import command_line
+
+if __name__ == "__main__":
+    # before PyTensor reads PYTENSOR_FLAGS (it answers bad ones with a traceback)
+    command_line.exit_on_bad_flags("mlp.py")
+
 import numpy
 
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import pytensor_nnet
+from checkpoints import check_outputs, config_fingerprint, dataset_name
+from early_stopping import report_result, train_early_stopping
 from logistic_sgd import LogisticRegression, load_data
+from memory_check import check_fits
+from minibatches import count_minibatches, keep_data_on_device, minibatch
+from progress import ProgressLine
+from supervisor import Supervisor
+from utils import write_training_plots
 
 __docformat__ = "restructedtext en"
 
@@ -158,7 +171,7 @@ def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
     learning_rate, L1_reg, L2_reg, batch_size, n_hidden
         As for :func:`test_mlp`.
     max_batches : None, int or tuple, optional
-        Use only this many minibatches (see :func:`training.count_minibatches`).
+        Use only this many minibatches (see :func:`minibatches.count_minibatches`).
 
     Returns
     -------
@@ -166,13 +179,20 @@ def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
         ``classifier``, ``params``, ``train_model``, ``validate_model``,
         ``test_model`` and ``n_batches`` (train, valid, test).
     """
-    n_batches = training.count_minibatches(datasets, batch_size, max_batches)
+    (train_set_x, train_set_y), (valid_set_x, valid_set_y), (test_set_x, test_set_y) = datasets
+    n_batches = count_minibatches(datasets, batch_size, max_batches)
+    n_train_batches, n_valid_batches, n_test_batches = n_batches
 
     print("... building the model")
 
     index = pt.lscalar()  # index to a [mini]batch
     x = pt.matrix("x")  # the images, one flattened 28x28 image per row
     y = pt.ivector("y")  # the labels, one int per image
+
+    # before allocating anything: the weights, their gradients and the best
+    # copy, and one minibatch's hidden activations, roughly
+    check_fits(4 * (785 * n_hidden + 10 * (n_hidden + 1)) + 3 * batch_size * n_hidden,
+               numpy.dtype(pytensor.config.floatX).itemsize, f"n_hidden {n_hidden}")
 
     rng = numpy.random.RandomState(1234)
 
@@ -194,10 +214,40 @@ def build_model(datasets, learning_rate=0.01, L1_reg=0.00, L2_reg=0.0001,
         for param, gparam in zip(classifier.params, gparams)
     ]
 
-    train_model, validate_model, test_model = training.compile_functions(
-        index, x, y, cost, classifier.errors(y), updates, datasets, batch_size, n_batches
+    # Numba's exact float math and glibc's allocator setting (the products
+    # are left to BLAS's threads: no conv kernels here)
+    pytensor_nnet.tune_for_speed(threads=False, rewrites=False)
+
+    # Each compiled function takes a minibatch number; ``givens`` feeds the
+    # graph's x and y with that minibatch of the shared data set.
+    test_model = pytensor.function(
+        [index],
+        classifier.errors(y),
+        givens={
+            x: minibatch(test_set_x, index, batch_size, n_test_batches),
+            y: minibatch(test_set_y, index, batch_size, n_test_batches),
+        },
+    )
+    validate_model = pytensor.function(
+        [index],
+        classifier.errors(y),
+        givens={
+            x: minibatch(valid_set_x, index, batch_size, n_valid_batches),
+            y: minibatch(valid_set_y, index, batch_size, n_valid_batches),
+        },
+    )
+    # train_model returns the cost and, in the same call, applies the updates
+    train_model = pytensor.function(
+        [index],
+        cost,
+        updates=updates,
+        givens={
+            x: minibatch(train_set_x, index, batch_size, n_train_batches),
+            y: minibatch(train_set_y, index, batch_size, n_train_batches),
+        },
     )
     # end-snippet-3
+    keep_data_on_device(datasets, train_model)  # under JAX only
     return types.SimpleNamespace(
         classifier=classifier,
         params=classifier.params,
@@ -247,52 +297,47 @@ def test_mlp(
 
     Returns
     -------
-    training.TrainingResult
+    early_stopping.TrainingResult
     """
+    settings = dict(learning_rate=learning_rate, L1_reg=L1_reg, L2_reg=L2_reg,
+                    batch_size=batch_size, n_hidden=n_hidden, dataset=dataset_name(dataset))
+    check_outputs(checkpoint, resume, config_fingerprint("mlp", **settings), plots_dir)
+
     datasets = load_data(dataset)
     model = build_model(datasets, learning_rate, L1_reg, L2_reg, batch_size, n_hidden,
                         max_batches)
-    n_train_batches, n_valid_batches, n_test_batches = model.n_batches
 
     print("... training")
-    result = training.train_early_stopping(
+    result = train_early_stopping(
         model.train_model,
         model.validate_model,
         model.test_model,
         model.params,
-        n_train_batches,
-        n_valid_batches,
-        n_test_batches,
+        model.n_batches,
         n_epochs,
         patience=10000,
-        param_names=["hiddenLayer_W", "hiddenLayer_b",
-                     "logRegressionLayer_W", "logRegressionLayer_b"],
-        checkpoint=checkpoint,
-        resume=resume,
-        fingerprint=training.config_fingerprint(
-            "mlp",
-            model.params,
-            learning_rate=learning_rate,
-            L1_reg=L1_reg,
-            L2_reg=L2_reg,
-            batch_size=batch_size,
-            n_hidden=n_hidden,
-            dataset=training.dataset_name(dataset),
-            n_batches=model.n_batches,
+        supervisor=Supervisor(
+            checkpoint,
+            resume,
+            fingerprint=config_fingerprint(
+                "mlp", model.params, n_batches=model.n_batches, **settings
+            ),
+            param_names=["hiddenLayer_W", "hiddenLayer_b",
+                         "logRegressionLayer_W", "logRegressionLayer_b"],
+            progress=ProgressLine.for_terminal(),
         ),
-        progress=training.ProgressLine.for_terminal(),
     )
 
-    training.report_result(result, __file__, one_line=True)
+    report_result(result, __file__, one_line=True)
     hidden_weights = (result.best_params or result.params)[0]
-    training.write_plots(plots_dir, "mlp", result.history, hidden_weights)
+    write_training_plots(plots_dir, "mlp", result.history, hidden_weights)
     return result
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = training.tutorial_parser(
+    parser = command_line.tutorial_parser(
         "mlp",
         "Train a one-hidden-layer perceptron on MNIST with minibatch SGD and "
         "early stopping (the Deep Learning Tutorials' MLP, on PyTensor).",
@@ -301,17 +346,17 @@ def main(argv=None):
         batch_size=20,
     )
     parser.add_argument(
-        "--L1-reg", type=training.finite_float(minimum=0.0), default=0.00,
+        "--L1-reg", type=command_line.finite_float(minimum=0.0), default=0.00,
         help="weight of the L1 norm of the weights in the cost (default: %(default)s)")
     parser.add_argument(
-        "--L2-reg", type=training.finite_float(minimum=0.0), default=0.0001,
+        "--L2-reg", type=command_line.finite_float(minimum=0.0), default=0.0001,
         help="weight of the squared L2 norm of the weights in the cost (default: %(default)s)")
     parser.add_argument(
-        "--n-hidden", type=training.positive_int, default=500,
+        "--n-hidden", type=command_line.positive_int, default=500,
         help="number of hidden units (default: %(default)s)")
-    args = training.parse_tutorial_args(parser, "mlp", argv)
+    args = command_line.parse_tutorial_args(parser, "mlp", argv)
 
-    options = training.output_options(args, "mlp")
+    options = command_line.output_options(args, "mlp")
 
     def run():
         test_mlp(
@@ -324,7 +369,7 @@ def main(argv=None):
             **options,
         )
 
-    return training.run_main(run, argv, parser.prog)
+    return command_line.run_main(run, argv, parser.prog)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ Both give the same arrays, bit for bit: pixels as float32 ``value / 256`` in
 
 A pickle can run arbitrary code when loaded, so the pickle is read with an
 unpickler that only resolves the few numpy names an array pickle needs, and
-the result is checked for the expected shape before anyone uses it.
+the result is checked for the expected shape before anyone uses it.  What a
+file claims (sizes, shapes, how many objects) is capped before anything is
+allocated, so a small crafted file cannot exhaust memory or crash numpy.
 
 :func:`read_mnist` and friends return plain numpy arrays and do not need
 PyTensor; only :func:`load_data` and :func:`shared_dataset` import it.
@@ -30,21 +32,19 @@ PyTensor; only :func:`load_data` and :func:`shared_dataset` import it.
 import codecs
 import gzip
 import hashlib
-import http.client
 import io
+import math
 import os
 import pathlib
 import pickle
-import socket
+import struct
 import sys
-import time
-import urllib.error
-import urllib.request
 import zlib
 
 import numpy
 
 from atomic_file import atomic_write
+from downloads import DOWNLOAD_TIMEOUT, DownloadFailed, fetch, with_retry
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -132,22 +132,18 @@ MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
-#: Socket timeout of a download, in seconds (read at call time).
-DOWNLOAD_TIMEOUT = 30.0
-
-#: Seconds to wait before the one retry of a download that broke on the way.
-RETRY_DELAY = 1.0
-
-# How many bytes to read per step while downloading.
-_CHUNK = 1 << 16
-
 # Far above any MNIST file (the pickle is 17 MB, the training images 47 MB
 # decompressed): anything bigger is refused before it fills disk or memory.
 _MAX_DOWNLOAD_BYTES = 1 << 27
 _MAX_IDX_BYTES = 1 << 26
 
-# Some servers refuse urllib's default agent.
-_USER_AGENT = "lenet-pytensor-mnist_io/1.0"
+# What a pickle may make the loader hold: its decompressed bytes, and what
+# it asks numpy to allocate. mnist.pkl.gz is 222 MB decompressed (its largest
+# item 158 MB); float64 pixels, written by Python 3 at protocol 2, the
+# largest form, come under 900 MB.
+_MAX_PICKLE_BYTES = 1 << 30
+# mnist.pkl.gz has about 230 opcodes; each pickled object costs memory.
+_MAX_PICKLE_OPCODES = 100_000
 
 
 class DatasetError(ValueError):
@@ -223,9 +219,75 @@ def _allowed_globals():
 
 
 _ALLOWED_GLOBALS = _allowed_globals()
+_RECONSTRUCT = _ALLOWED_GLOBALS[("numpy._core.multiarray", "_reconstruct")]
+_SCALAR = _ALLOWED_GLOBALS[("numpy._core.multiarray", "scalar")]
 
 
-class _ArrayUnpickler(pickle.Unpickler):
+class _Budget:
+    """How many more bytes and opcodes a pickle may cost (see _ArrayUnpickler).
+
+    Reads the pickle stream for the unpickler, charging every read before it
+    is made.
+    """
+
+    def __init__(self, stream, source):
+        self._stream, self._source = stream, source
+        self._bytes, self._opcodes = _MAX_PICKLE_BYTES, _MAX_PICKLE_OPCODES
+
+    def take(self, size, what):
+        """Charge ``size`` bytes for ``what``, or refuse if fewer are left."""
+        if not 0 <= size <= self._bytes:
+            raise DatasetError(
+                f"refusing to load {what} of {size} bytes from {self._source}: it would take "
+                f"the file past {_MAX_PICKLE_BYTES} bytes, far more than any MNIST pickle "
+                "holds (corrupt or crafted?)"
+            )
+        self._bytes -= size
+
+    def opcode(self):
+        self._opcodes -= 1
+        if self._opcodes < 0:
+            raise DatasetError(
+                f"refusing to load {self._source}: more than {_MAX_PICKLE_OPCODES} opcodes, "
+                "where an MNIST pickle has a few hundred (corrupt or crafted?)"
+            )
+
+    def read(self, size):
+        self.take(size, "an item")
+        return self._stream.read(size)
+
+    def readline(self):
+        line = self._stream.readline(self._bytes + 1)
+        self.take(len(line), "a line")
+        return line
+
+
+class _Dispatch(dict):
+    """The unpickler's opcode table, charging each opcode looked up."""
+
+    def __init__(self, table, budget):
+        super().__init__(table)
+        self._budget = budget
+
+    def __getitem__(self, opcode):
+        self._budget.opcode()
+        return super().__getitem__(opcode)
+
+    def __missing__(self, opcode):
+        # the C unpickler's words (the Python one lets a KeyError out)
+        raise pickle.UnpicklingError(f"invalid load key, {chr(opcode)!r}.")
+
+
+def _plain_number_state(state):
+    """Whether a dtype ``state`` is a plain number type's: a byte order and
+    sizes, no subarray, names or fields, no flags (which can declare Python
+    objects)."""
+    return (isinstance(state, tuple) and len(state) >= 5
+            and all(item is None for item in state[2:5])
+            and (len(state) < 8 or state[7] == 0))
+
+
+class _ArrayUnpickler(pickle._Unpickler):
     """An unpickler that can only rebuild numpy arrays, dtypes and scalars.
 
     Parameters
@@ -241,13 +303,36 @@ class _ArrayUnpickler(pickle.Unpickler):
     extension-registry opcodes) goes through :meth:`find_class`, so refusing
     there means a crafted pickle cannot reach ``os.system``, ``eval`` or any
     other callable: nothing outside the allow-list is even imported.
+
+    Nothing a file claims is allocated unchecked either. This is Python's
+    own unpickler (``pickle._Unpickler``), not the C one, which allocates
+    what an opcode claims before reading it (BINBYTES8: 4e18 bytes, from a
+    2 KB file) and sizes its memo table by the largest index a pickle names
+    (LONG_BINPUT 2**31: 16 GiB, zero-filled). Here every byte read, every
+    opcode, and every array, scalar or string numpy is asked to make comes
+    out of a :class:`_Budget`, charged before the allocation. And no dtype
+    may hold Python objects: numpy fills an array of them from a list
+    without checking its length first (a crafted state crashed the process).
     """
 
     def __init__(self, file, source):
+        self._budget = _Budget(file, source)
         # latin1: Python 2 pickles (the original mnist.pkl.gz) store numpy's
         # raw buffers as str; latin1 maps those bytes back one to one.
-        super().__init__(file, encoding="latin1")
+        super().__init__(self._budget, encoding="latin1")
         self._source = source
+        self.dispatch = _Dispatch(self.dispatch, self._budget)
+        # numpy's callables that allocate or make dtypes, behind checks
+        self._checked = {
+            numpy.ndarray: self._ndarray,
+            numpy.dtype: self._dtype,
+            _RECONSTRUCT: self._reconstruct,
+            _SCALAR: self._scalar,
+            codecs.encode: self._encode,
+        }
+
+    def _refuse(self, what):
+        raise DatasetError(f"refusing to load {what} from {self._source}: not an array pickle")
 
     def find_class(self, module, name):
         """Return the allowed object for ``module.name``, or refuse.
@@ -257,20 +342,63 @@ class _ArrayUnpickler(pickle.Unpickler):
         DatasetError
             If ``module.name`` is not needed to rebuild an array.
         """
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise DatasetError(
-                f"refusing to load {module}.{name} from {self._source}: "
-                "not an array pickle"
-            ) from None
+        obj = _ALLOWED_GLOBALS.get((module, name))
+        if obj is None:
+            self._refuse(f"{module}.{name}")
+        return self._checked.get(obj, obj)
 
     def persistent_load(self, pid):
         """Refuse persistent ids: an array pickle never uses them."""
-        raise DatasetError(
-            f"refusing to load persistent object {pid!r} from {self._source}: "
-            "not an array pickle"
-        )
+        self._refuse(f"persistent object {pid!r}")
+
+    def _ndarray(self, *args):
+        """What a pickle's ``numpy.ndarray`` stands for: the class that
+        :meth:`_reconstruct` builds. Called, it would allocate any shape."""
+        self._refuse("a direct call of numpy.ndarray")
+
+    def _dtype(self, *args):
+        dtype = numpy.dtype(*args)
+        if dtype.hasobject:
+            self._refuse(f"a dtype of Python objects ({dtype})")
+        return dtype
+
+    def _reconstruct(self, cls, shape, dtype):
+        if cls is not self._checked[numpy.ndarray]:
+            self._refuse(f"an array of class {cls!r}")
+        dtype = self._dtype(dtype)
+        self._budget.take(math.prod(shape) * dtype.itemsize, f"an array of shape {shape}")
+        return _RECONSTRUCT(numpy.ndarray, shape, dtype)
+
+    def _scalar(self, dtype, *data):
+        self._budget.take(dtype.itemsize, f"a scalar of {dtype}")
+        return _SCALAR(dtype, *data)
+
+    def _encode(self, text, encoding):
+        if encoding != "latin1":
+            self._refuse(f"a text encoded as {encoding!r}, not latin1")
+        self._budget.take(len(text), "an encoded text")
+        return codecs.encode(text, encoding)
+
+    # The base class's opcode table, but for two opcodes it handles
+    # unchecked (the table holds functions: ``dispatch[opcode](self)``).
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load_bytearray8(self):
+        # the base class allocates the size claimed before reading it
+        (size,) = struct.unpack("<Q", self.read(8))
+        self.append(bytearray(self.read(size)))
+
+    def load_build(self):
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, numpy.dtype):
+            if not _plain_number_state(state):
+                self._refuse(f"a dtype state {state!r}")
+        elif not isinstance(inst, numpy.ndarray):
+            self._refuse(f"a state for a {type(inst).__name__}")
+        super().load_build()
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 # ---------------------------------------------------------------------------
@@ -477,12 +605,9 @@ def _read_idx(path, expected_ndim):
         If the file cannot be read or its header or size is wrong.
     """
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as stream:
-                blob = stream.read()
-        else:
-            with open(path, "rb") as stream:
-                blob = stream.read()
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as stream:
+            # bounded, so a small "gzip bomb" cannot exhaust memory
+            blob = stream.read(_MAX_IDX_BYTES + 1)
     except gzip.BadGzipFile as exc:
         raise DatasetError(f"{path} is not a valid gzip file: {exc}") from exc
     except EOFError as exc:
@@ -491,6 +616,9 @@ def _read_idx(path, expected_ndim):
         raise DatasetError(f"{path} is corrupt (bad compressed data): {exc}") from exc
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
+    if len(blob) > _MAX_IDX_BYTES:
+        raise DatasetError(f"{path} holds more than {_MAX_IDX_BYTES} bytes (decompressed): "
+                           "too large for an MNIST IDX file")
     return _parse_idx(blob, expected_ndim, path)
 
 
@@ -529,7 +657,7 @@ def _parse_idx(blob, expected_ndim, source):
     if len(blob) < header_len:
         raise DatasetError(f"{source} is too short to be an IDX file ({len(blob)} bytes)")
     shape = tuple(int(d) for d in numpy.frombuffer(blob, ">u4", expected_ndim, 4))
-    size = int(numpy.prod(shape, dtype=numpy.int64))
+    size = math.prod(shape)  # Python ints: numpy's int64 product wrapped round
     if len(blob) - header_len != size:
         raise DatasetError(
             f"{source} holds {len(blob) - header_len} data bytes but its header "
@@ -794,181 +922,10 @@ def download_sources():
     return (("pickle", base + DEFAULT_DATASET), ("idx", base)) + tuple(MNIST_SOURCES)
 
 
-class _SourceFailed(Exception):
-    """A download source did not deliver MNIST; the next one is tried.
-
-    ``transient`` failures (timeouts, refused or dropped connections, cut-off
-    transfers, server errors) are worth one retry; the others (404, bad
-    checksum, not MNIST) are not.
-    """
-
-    def __init__(self, url, reason, transient=False):
-        super().__init__(f"{url}: {reason}")
-        self.url = url
-        self.reason = reason
-        self.transient = transient
-
-
-def _network_failure(url, exc, timeout, done=0):
-    """Describe a failed request (``exc`` an exception or urllib's reason)."""
-    if isinstance(exc, TimeoutError):
-        reason = f"timed out after {timeout:g} s"
-    elif isinstance(exc, ConnectionRefusedError):
-        reason = "connection refused"
-    elif isinstance(exc, socket.gaierror):
-        reason = f"cannot resolve the host name ({exc.strerror or exc})"
-    elif isinstance(exc, str):
-        reason = exc
-    elif isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror  # e.g. "Network is unreachable"
-    else:
-        reason = f"{type(exc).__name__}: {exc}"
-    if done:
-        reason = f"cut off after {done:,} bytes ({reason})"
-    transient = isinstance(exc, (TimeoutError, ConnectionError, http.client.IncompleteRead))
-    return _SourceFailed(url, reason, transient)
-
-
-class _Progress:
-    """Report one download on ``stream``.
-
-    On a terminal one line, redrawn in place with ``'\\r'``, shows the size
-    and speed; anywhere else (a log file, a pipe) there is only a start line
-    and an end line, so logs stay readable.
-    """
-
-    def __init__(self, stream, url):
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.start = time.monotonic()
-        self.drawn = None  # when the line was last redrawn
-        self.width = 0
-        print(f"Downloading data from {url}", file=stream, flush=True)
-
-    def _line(self, done, total):
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        size = f"{done / 1e6:.1f} MB"
-        if total:
-            size = f"{done / 1e6:.1f} of {total / 1e6:.1f} MB ({100 * done // total}%)"
-        return f"  {size}, {done / 1e6 / elapsed:.1f} MB/s"
-
-    def update(self, done, total, final=False):
-        """Redraw the line (on a terminal, at most ten times a second)."""
-        if not self.tty:
-            return
-        now = time.monotonic()
-        if not final and self.drawn is not None and now - self.drawn < 0.1:
-            return
-        self.drawn = now
-        line = self._line(done, total)
-        # pad, so a shorter line wipes out the end of the longer one before
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-        self.width = len(line)
-
-    def finish(self, done, total):
-        """End the report of a complete download."""
-        if self.tty:
-            self.update(done, total, final=True)
-            self.stream.write("\n")
-            self.stream.flush()
-        else:
-            elapsed = max(time.monotonic() - self.start, 1e-6)
-            print(f"  {done / 1e6:.1f} MB in {elapsed:.1f} s, "
-                  f"{done / 1e6 / elapsed:.1f} MB/s", file=self.stream, flush=True)
-
-    def abort(self):
-        """End a redrawn line that will not be completed."""
-        if self.tty and self.drawn is not None:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _fetch(url, out, timeout, stream):
-    """Copy the body at ``url`` into the binary file ``out``.
-
-    Returns
-    -------
-    int
-        The number of bytes written.
-
-    Raises
-    ------
-    _SourceFailed
-        If the request or the transfer fails.  An ``OSError`` from writing
-        ``out`` is left as it is: it is a local problem, not the source's.
-    """
-    progress = _Progress(stream, url)
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        # 5xx may be a passing overload; 4xx (404, 403 ...) will not change.
-        raise _SourceFailed(url, f"HTTP {exc.code} {exc.reason}",
-                            transient=exc.code >= 500) from exc
-    except urllib.error.URLError as exc:
-        raise _network_failure(url, exc.reason, timeout) from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        # OSError: a timeout while waiting for the reply; ValueError: a
-        # malformed URL.
-        raise _network_failure(url, exc, timeout) from exc
-    done = 0
-    try:
-        with response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.strip().isdigit() else None
-            if total is not None and total > _MAX_DOWNLOAD_BYTES:
-                raise _SourceFailed(url, f"too large for MNIST ({total:,} bytes)")
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _network_failure(url, exc, timeout, done) from exc
-                if not chunk:
-                    break
-                out.write(chunk)
-                done += len(chunk)
-                if done > _MAX_DOWNLOAD_BYTES:
-                    raise _SourceFailed(url, f"too large for MNIST (over {done:,} bytes)")
-                progress.update(done, total)
-            # http.client ends a body cut short without an error: compare.
-            if total is not None and done < total:
-                raise _SourceFailed(
-                    url, f"cut off after {done:,} of {total:,} bytes", transient=True
-                )
-    except BaseException:
-        progress.abort()
-        raise
-    progress.finish(done, total)
-    return done
-
-
-def _with_retry(attempt, stream):
-    """Call ``attempt()``; once more (after :data:`RETRY_DELAY`) if it failed
-    in a way that may pass."""
-    try:
-        return attempt()
-    except _SourceFailed as exc:
-        if not exc.transient:
-            raise
-        first = exc
-        print(f"  {exc.reason}; trying once more", file=stream, flush=True)
-    time.sleep(RETRY_DELAY)
-    try:
-        return attempt()
-    except _SourceFailed as exc:
-        if exc.reason == first.reason:
-            exc.reason += ", twice"
-        else:
-            exc.reason = f"{first.reason}, then {exc.reason}"
-        raise
-
-
 def _check_sha256(url, got, expected):
     """Refuse content whose checksum is not the pinned one."""
     if got != expected:
-        raise _SourceFailed(
+        raise DownloadFailed(
             url, f"checksum mismatch (content SHA-256 {got[:16]}..., "
                  f"expected {expected[:16]}...)"
         )
@@ -982,13 +939,14 @@ def _download_pickle(url, dest, expected, timeout, stream):
         try:
             loaded = read_mnist_pickle(tmp)
         except (DatasetError, DatasetNotFoundError) as exc:
-            raise _SourceFailed(
+            raise DownloadFailed(
                 url, "not an MNIST pickle: " + str(exc).replace(tmp, "the download")
             ) from exc
         _check_sha256(url, dataset_sha256(loaded), expected)
         data.append(loaded)
 
-    atomic_write(dest, lambda out: _fetch(url, out, timeout, stream), check)
+    atomic_write(dest, lambda out: fetch(url, out, timeout, stream, _MAX_DOWNLOAD_BYTES,
+                                         "MNIST"), check)
     return data[0]
 
 
@@ -996,23 +954,23 @@ def _fetch_idx(url, ndim, expected, timeout, stream):
     """Fetch one gzip'ed IDX file into memory and check its content."""
     def attempt():
         buffer = io.BytesIO()
-        _fetch(url, buffer, timeout, stream)
+        fetch(url, buffer, timeout, stream, _MAX_DOWNLOAD_BYTES, "MNIST")
         return buffer.getvalue()
 
-    compressed = _with_retry(attempt, stream)
+    compressed = with_retry(attempt, stream)
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(compressed), mode="rb") as unzipped:
             # bounded, so a small "gzip bomb" cannot exhaust memory
             blob = unzipped.read(_MAX_IDX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
-        raise _SourceFailed(url, f"not a valid gzip file ({exc})") from exc
+        raise DownloadFailed(url, f"not a valid gzip file ({exc})") from exc
     if len(blob) > _MAX_IDX_BYTES:
-        raise _SourceFailed(url, "too large for MNIST once decompressed")
+        raise DownloadFailed(url, "too large for MNIST once decompressed")
     _check_sha256(url, hashlib.sha256(blob).hexdigest(), expected)
     try:
         return _parse_idx(blob, ndim, url)
     except DatasetError as exc:
-        raise _SourceFailed(url, str(exc)) from exc
+        raise DownloadFailed(url, str(exc)) from exc
 
 
 def _save_pickle(dest, data):
@@ -1047,11 +1005,11 @@ def _download_idx(base, dest, checksums, n_train, timeout, stream):
         try:
             pairs[part] = _idx_pair(*arrays, *urls)
         except DatasetError as exc:
-            raise _SourceFailed(urls[0], str(exc)) from exc
+            raise DownloadFailed(urls[0], str(exc)) from exc
     try:
         data = _split_idx(pairs["train"], pairs["test"], n_train, base)
     except DatasetError as exc:
-        raise _SourceFailed(base, str(exc)) from exc
+        raise DownloadFailed(base, str(exc)) from exc
     _save_pickle(dest, data)
     return data
 
@@ -1125,7 +1083,7 @@ def download_mnist(dest, sources=None, checksums=None, timeout=None, stream=None
     for kind, url in sources:
         try:
             if kind == "pickle":
-                return _with_retry(
+                return with_retry(
                     lambda: _download_pickle(url, dest, checksums[DEFAULT_DATASET],
                                              timeout, stream),
                     stream,
@@ -1133,11 +1091,11 @@ def download_mnist(dest, sources=None, checksums=None, timeout=None, stream=None
             if kind == "idx":
                 return _download_idx(url, dest, checksums, n_train, timeout, stream)
             raise ValueError(f"unknown kind of download source {kind!r} for {url}")
-        except _SourceFailed as exc:
+        except DownloadFailed as exc:
             print(f"  failed: {exc.reason}", file=stream, flush=True)
             failures.append(exc)
         except OSError as exc:
-            # Network errors are _SourceFailed by now: this is the local disk,
+            # Network errors are DownloadFailed by now: this is the local disk,
             # which no other source can fix.
             raise cannot_write(exc) from exc
     if created:  # leave no trace of a failed download

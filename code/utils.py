@@ -24,6 +24,7 @@ import sys
 import numpy
 
 from atomic_file import atomic_write
+from command_line import positive_ints
 
 __all__ = [
     "scale_to_unit_interval",
@@ -32,6 +33,8 @@ __all__ = [
     "plot_filters",
     "filters_to_tiles",
     "load_npz_param",
+    "write_training_plots",
+    "plot_digit_prediction",
     "new_figure",
     "save_figure",
     "main",
@@ -432,6 +435,138 @@ def plot_filters(W, path, title=None, img_shape=None, tile_shape=None,
 
 
 # ---------------------------------------------------------------------------
+# What the network sees of one digit
+# ---------------------------------------------------------------------------
+
+def _tile_maps(maps, spacing=1):
+    """Feature maps ``(k, h, w)`` in a near-square grid, NaN around and between them."""
+    maps = numpy.asarray(maps, dtype=float)
+    k, h, w = maps.shape
+    rows, cols = _near_square_grid(k)
+    out = numpy.full((rows * (h + spacing) - spacing, cols * (w + spacing) - spacing), numpy.nan)
+    for index in range(k):
+        row, col = divmod(index, cols)
+        top, left = row * (h + spacing), col * (w + spacing)
+        out[top:top + h, left:left + w] = maps[index]
+    return out
+
+
+def plot_digit_prediction(path, image, maps, probabilities, title=None,
+                          input_range=(0.0, 1.0), map_range=(-1.0, 1.0)):
+    """Draw one picture's way through a LeNet as a PNG.
+
+    From left to right: the input as the network gets it, the feature maps
+    of each convolution layer (a grid, in the order of the filters) and the
+    ten class probabilities as bars, the predicted digit's in red.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The PNG file to write (atomically).
+    image : array_like
+        The ``(h, w)`` input.
+    maps : list of (str, array_like)
+        ``(title, (k, h, w) maps)`` for each layer shown.
+    probabilities : array_like
+        The 10 class probabilities.
+    title : str, optional
+        Figure title.
+    input_range, map_range : tuple of 2 floats
+        The values drawn black and white in the input and in the maps (the
+        ``tanh`` maps of the tutorial's LeNet lie in [-1, 1]); the grids'
+        gaps are light blue.
+
+    Returns
+    -------
+    str
+        The absolute path written.
+    """
+    import matplotlib
+
+    image = numpy.asarray(image, dtype=float)
+    probabilities = numpy.asarray(probabilities, dtype=float)
+    tiles = [(name, numpy.asarray(m).shape, _tile_maps(m)) for name, m in maps]
+    widths = [1.0] + [t.shape[1] / t.shape[0] for _, _, t in tiles] + [1.5]
+    fig = new_figure(2.3 * sum(widths) + 0.8, 3.3)
+    grid = fig.add_gridspec(1, len(widths), width_ratios=widths, wspace=0.3,
+                            left=0.02, right=0.98, bottom=0.12, top=0.78)
+    gray = matplotlib.colormaps["gray"].with_extremes(bad="#bcd4ec")
+    panels = [(f"input {image.shape[0]}x{image.shape[1]}", image, input_range)]
+    panels += [(f"{name}: {shape[0]} maps {shape[1]}x{shape[2]}", t, map_range)
+               for name, shape, t in tiles]
+    for column, (label, values, (low, high)) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, column])
+        ax.imshow(values, cmap=gray, vmin=low, vmax=high, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.set_axis_off()
+    ax = fig.add_subplot(grid[0, len(panels)])
+    best = int(numpy.argmax(probabilities))
+    colors = ["tab:red" if digit == best else "0.55" for digit in range(len(probabilities))]
+    ax.bar(numpy.arange(len(probabilities)), probabilities, color=colors)
+    ax.set_xticks(numpy.arange(len(probabilities)))
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title("probabilities", fontsize=9)
+    ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------
+# A training run's plots
+# ---------------------------------------------------------------------------
+
+def write_training_plots(plots_dir, tutorial, history, filters):
+    """Write a run's error-history and filter PNGs, if possible.
+
+    Plotting is optional decoration: any failure (no matplotlib, a full
+    disk ...) is reported on stderr and otherwise ignored, so it can never
+    lose a training result.
+
+    Parameters
+    ----------
+    plots_dir : str or None
+        Folder for ``<tutorial>_errors.png`` and ``<tutorial>_filters.png``;
+        ``None`` or ``''`` writes nothing.
+    tutorial : str
+        File name prefix.
+    history : list of dict
+        ``TrainingResult.history``.
+    filters : numpy.ndarray or None
+        First-layer weights: ``(n, 1, h, w)`` filters or an ``(784, n)``
+        matrix.
+
+    Returns
+    -------
+    list of str
+        The files written.
+    """
+    if not plots_dir:
+        return []
+    written = []
+    jobs = [
+        ("error history", f"{tutorial}_errors.png",
+         lambda path: plot_error_history(history, path, title=f"{tutorial}: error rates")),
+    ]
+    if filters is not None:
+        jobs.append(
+            ("filters", f"{tutorial}_filters.png", lambda path: plot_filters(filters, path)))
+    for what, name, job in jobs:
+        path = os.path.join(plots_dir, name)
+        try:
+            os.makedirs(plots_dir, exist_ok=True)
+            job(path)
+            written.append(path)
+        except Exception as exc:  # plots must never lose a training result
+            print(
+                f"warning: could not write the {what} plot {path} "
+                f"({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
+    return written
+
+
+# ---------------------------------------------------------------------------
 # Saved models
 # ---------------------------------------------------------------------------
 
@@ -439,12 +574,13 @@ DEFAULT_PARAMS = ("layer0_W", "W")
 
 
 def load_npz_param(model_path, param=None):
-    """Read one parameter array from a saved model (``.npz``, no pickles).
+    """Read one parameter array from a saved model or checkpoint (``.npz``).
 
     Parameters
     ----------
     model_path : str or os.PathLike
-        The ``.npz`` archive.
+        The ``.npz`` archive (read by :func:`checkpoints.read_npz`: never
+        unpickled).
     param : str, optional
         The array to read; by default ``layer0_W`` when present, else ``W``.
 
@@ -454,51 +590,30 @@ def load_npz_param(model_path, param=None):
 
     Raises
     ------
-    FileNotFoundError
-        If the file does not exist.
     ValueError
-        If it is not a readable ``.npz`` archive or lacks the array.
+        If the file is missing, not a readable ``.npz`` archive, or lacks
+        the array (:class:`errors.CheckpointError` is a ``ValueError``).
     """
+    from checkpoints import read_npz
+
     model_path = os.fspath(model_path)
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"no such model file: {model_path}")
-    try:
-        archive = numpy.load(model_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{model_path} is not a readable .npz model ({exc})") from None
-    if not isinstance(archive, numpy.lib.npyio.NpzFile):
-        raise ValueError(f"{model_path} holds a single array, not a .npz archive of parameters")
-    with archive:
-        names = list(archive.files)
+    arrays = read_npz(model_path, "saved model")
+    names = [name for name in arrays if name != "meta"]
+    if param is None:
+        param = next((name for name in DEFAULT_PARAMS if name in names), None)
         if param is None:
-            param = next((name for name in DEFAULT_PARAMS if name in names), None)
-            if param is None:
-                raise ValueError(
-                    f"{model_path} has none of {', '.join(DEFAULT_PARAMS)}; choose one "
-                    f"with --param among: {', '.join(names) or '(no arrays)'}")
-        if param not in names:
             raise ValueError(
-                f"{model_path} has no array {param!r}; it has: {', '.join(names) or '(none)'}")
-        try:
-            return archive[param]
-        except ValueError as exc:  # e.g. an object array, which would need pickle
-            raise ValueError(f"cannot read {param!r} from {model_path} ({exc})") from None
+                f"{model_path} has none of {', '.join(DEFAULT_PARAMS)}; choose one "
+                f"with --param among: {', '.join(names) or '(no arrays)'}")
+    if param not in names:
+        raise ValueError(
+            f"{model_path} has no array {param!r}; it has: {', '.join(names) or '(none)'}")
+    return arrays[param]
 
 
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
-
-def _parse_pair(text):
-    """argparse type for 'H,W' pairs."""
-    try:
-        first, second = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two integers like 28,28, got {text!r}")
-    if first <= 0 or second <= 0:
-        raise argparse.ArgumentTypeError(f"both numbers must be positive, got {text!r}")
-    return first, second
-
 
 def build_parser():
     """The argparse parser of ``python code/utils.py``."""
@@ -522,9 +637,11 @@ def build_parser():
     filters.add_argument("-o", "--output", default="filters.png",
                          help="PNG file to write (default: filters.png)")
     filters.add_argument("--title", default=None, help="figure title (default: the array's shape)")
-    filters.add_argument("--img-shape", type=_parse_pair, default=None, metavar="H,W",
+    filters.add_argument("--img-shape", type=positive_ints(2, "28,28"), default=None,
+                         metavar="H,W",
                          help="image shape of weight-matrix columns (default: square)")
-    filters.add_argument("--tile-shape", type=_parse_pair, default=None, metavar="ROWS,COLS",
+    filters.add_argument("--tile-shape", type=positive_ints(2, "10,10"), default=None,
+                         metavar="ROWS,COLS",
                          help="grid of tiles (default: near-square)")
     return parser
 

@@ -8,15 +8,20 @@ Usage::
 
 The diagrams are plain matplotlib drawings and their PNGs are committed. The
 Sphinx build (``conf.py``) calls :func:`make_figures` with
-``only_missing=True``, so a fresh checkout builds without running anything.
+``only_missing=True``, so a fresh checkout builds them without running
+anything.
 
-``3wolfmoon_filtered.png`` is different: it shows a photograph that is not
-part of the project, filtered by ``code/filter_demo.py``. It is drawn only
-when ``3wolfmoon.jpg`` can be found: as ``doc/images/3wolfmoon.jpg``, at the
-path in ``$LENET_IMAGE``, or in the folder ``$LENET_SHARED_IMAGES`` (default:
-``<repository>/../shared/images``). Nothing is downloaded here (``python
-code/filter_demo.py`` can fetch the picture). Neither the photograph nor the
-filtered figure is committed.
+The filter demo's figure is different: ``code/filter_demo.py`` filters a
+photograph, and the figure is drawn, not committed. The original tutorial's
+picture, ``3wolfmoon.jpg``, is not part of the project; where it can be
+found (as ``doc/images/3wolfmoon.jpg``, at the path in ``$LENET_IMAGE``, or
+in the folder ``$LENET_SHARED_IMAGES``, by default
+``<repository>/../shared/images``) the demo draws
+``3wolfmoon_filtered.png``. Everywhere else it draws
+``grace_hopper_filtered.png`` from the photograph of Grace Hopper that
+matplotlib ships as sample data, so every build has the figure; the page
+shows the first of the two that exists and names its photograph. Nothing is
+downloaded here (``python code/filter_demo.py`` can fetch 3wolfmoon).
 """
 import argparse
 import os
@@ -141,20 +146,6 @@ def draw_shared_weights(path):
 # -- a convolutional layer (notation) -----------------------------------------
 
 
-def _stack(ax, x, y, size, count, dx, dy, fill, edge=INK, labels=None, lw=1.0):
-    """Draw ``count`` square maps, back to front; return the lower-left corners."""
-    corners = []
-    for i in reversed(range(count)):
-        cx, cy = x + i * dx, y + i * dy
-        ax.add_patch(Rectangle((cx, cy), size, size, facecolor=fill, edgecolor=edge,
-                               linewidth=lw, zorder=2 + (count - i)))
-        corners.append((cx, cy))
-        if labels:
-            ax.text(cx + size + 0.08, cy + size - 0.1, labels[i], fontsize=8, ha="left",
-                    va="top", zorder=10)
-    return list(reversed(corners))
-
-
 def draw_conv_layer(path):
     """Layer m-1 with 4 maps feeding the 2 maps of layer m through W^0 and W^1."""
     fig, ax = _new_figure((-1.2, 10.6), (-0.9, 8.1), 7.4)
@@ -192,103 +183,239 @@ def draw_conv_layer(path):
     _save(fig, path)
 
 
-# -- the tutorial's LeNet --------------------------------------------------------
+# -- the two networks, drawn as pipelines ----------------------------------------
+#
+# These figures are shown across the whole text column (900 pixels wide at
+# most, less in a narrower window), so they are drawn 9 inches wide at 100
+# pixels per inch, in two rows, with no text under 11 points: shown 900
+# pixels wide, that is a 15-pixel font whose capitals and digits are 11
+# pixels tall (the old one-row drawings, 13 inches wide in 7.5 to 8.5 points,
+# came out at 5 to 6 pixels). They are saved at twice that resolution, to
+# stay sharp on high-density screens.
+
+PIPELINE_WIDTH = 9.0  # inches; an inch is 100 pixels in the page
+PIPELINE_MARGIN = 0.12
+PIPELINE_DPI = 200
+NAME_PT, SHAPE_PT, OP_PT, BRACKET_PT = 12, 11, 11, 11
+CONTINUED = "#8a8a8a"
 
 
-def _maps_block(ax, x, y_mid, side, depth_count, label_top, label_bottom, fill):
-    """A stack of maps drawn in perspective; returns its right edge."""
-    shown = min(depth_count, 6)
-    step = 0.12
-    y = y_mid - side / 2
-    _stack(ax, x, y, side, shown, step, step, fill, lw=0.8)
-    right = x + side + (shown - 1) * step
-    center = x + (side + (shown - 1) * step) / 2
-    top = y + side + (shown - 1) * step
-    ax.text(center, top + 0.12, label_top, ha="center", va="bottom", fontsize=8.5)
-    ax.text(center, y - 0.15, label_bottom, ha="center", va="top", fontsize=8)
-    return right
+def _text_size(text, size, weight="normal"):
+    """Width and height, in inches, of ``text`` set in the default font."""
+    fig = Figure(dpi=100)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box = fig.text(0, 0, text, fontsize=size, weight=weight,
+                   linespacing=1.15).get_window_extent(renderer)
+    return box.width / 100, box.height / 100
 
 
-def _vector_block(ax, x, y_mid, height, label_top, label_bottom, fill):
-    ax.add_patch(Rectangle((x, y_mid - height / 2), 0.22, height, facecolor=fill,
-                           edgecolor=INK, linewidth=0.8, zorder=3))
-    ax.text(x + 0.11, y_mid + height / 2 + 0.12, label_top, ha="center", va="bottom",
-            fontsize=8.5)
-    ax.text(x + 0.11, y_mid - height / 2 - 0.15, label_bottom, ha="center", va="top",
-            fontsize=8)
-    return x + 0.22
+class Stage:
+    """One tensor of a pipeline and the arrow that leads into it.
 
-
-def _arrow(ax, x0, x1, y, text=None, color=INK):
-    ax.add_patch(FancyArrowPatch((x0 + 0.08, y), (x1 - 0.08, y), arrowstyle="-|>",
-                                 mutation_scale=10, color=color, linewidth=1.1, zorder=5))
-    if text:
-        ax.text((x0 + x1) / 2, y + 0.12, text, ha="center", va="bottom", fontsize=7.5,
-                color=color)
-
-
-def _pipeline(ax, y, stages, gap=1.15):
-    """Draw ``stages`` left to right; return the x where each one starts and ends.
-
-    A stage is ``(kind, size, depth, top, bottom, fill, arrow_text, arrow_color)``
-    where kind is "maps" (a stack of ``depth`` squares of side ``size``) or
-    "vector" (a bar ``size`` high); the arrow leads into the stage.
+    ``kind`` is "maps" (a stack of ``depth`` square maps of side ``size``, at
+    most 6 drawn), "vector" (a bar ``size`` high) or "text" (``label`` only,
+    on the centre line). ``name`` goes above the drawing, ``label`` (one or
+    two lines) below it; ``op`` labels the arrow into the stage, drawn in
+    ``color``.
     """
-    x, spans = 0.3, []
-    for i, (kind, size, depth, top, bottom, fill, arrow, color) in enumerate(stages):
-        if i:
-            _arrow(ax, x, x + gap, y, arrow, color=color)
-            x += gap
-        if kind == "maps":
-            right = _maps_block(ax, x, y, size, depth, top, bottom, fill)
+
+    STEP = 0.06  # offset between the maps of a stack, in inches
+    BAR = 0.2  # width of a vector bar, in inches
+    GAP = 0.07  # between a drawing and its labels
+
+    def __init__(self, kind, size, name, label, fill="white", op=None, color=INK, depth=1):
+        self.kind, self.size, self.depth = kind, size, depth
+        self.name, self.label, self.fill, self.op, self.color = name, label, fill, op, color
+
+    @property
+    def shown(self):
+        return min(self.depth, 6) if self.kind == "maps" else 1
+
+    @property
+    def width(self):
+        if self.kind == "maps":
+            return self.size + (self.shown - 1) * self.STEP
+        return self.BAR if self.kind == "vector" else _text_size(self.label, SHAPE_PT)[0]
+
+    @property
+    def height(self):
+        if self.kind == "maps":
+            return self.size + (self.shown - 1) * self.STEP
+        return self.size if self.kind == "vector" else 0.0
+
+    @property
+    def column(self):
+        """Room the stage takes across: its drawing or its widest label."""
+        widths = [self.width, _text_size(self.name, NAME_PT, "bold")[0] if self.name else 0]
+        if self.kind != "text":
+            widths.append(_text_size(self.label, SHAPE_PT)[0])
+        return max(widths) + 0.08
+
+    @property
+    def arrow(self):
+        """Length of the arrow into the stage: its label and a little air."""
+        return max(0.5, _text_size(self.op, OP_PT)[0] + 0.12) if self.op else 0.45
+
+    @property
+    def above(self):
+        """How far the stage and the label of its arrow reach above the centre line."""
+        name = self.GAP + _text_size(self.name, NAME_PT, "bold")[1] if self.name else 0.0
+        op = 0.09 + _text_size(self.op, OP_PT)[1] if self.op else 0.0
+        return max(self.height / 2 + name, op)
+
+    @property
+    def below(self):
+        """How far the stage and its label reach below the centre line."""
+        if self.kind == "text":
+            return _text_size(self.label, SHAPE_PT)[1] / 2
+        return self.height / 2 + self.GAP + _text_size(self.label, SHAPE_PT)[1]
+
+
+def _row_positions(stages, brackets, width=None, arrow_extra=None):
+    """x of each stage's column, and the arrows' extra length.
+
+    Without ``arrow_extra``, the arrows share what ``width`` leaves over. A
+    bracket over a single stage gets room for its text.
+    """
+    if arrow_extra is None:
+        natural = sum(s.column + (s.arrow if i else 0) for i, s in enumerate(stages))
+        arrow_extra = max(0.0, width - natural) / max(1, len(stages) - 1)
+    arrows = [s.arrow + arrow_extra if i else 0.0 for i, s in enumerate(stages)]
+    for first, last, text, _ in brackets:
+        if first == last:
+            need = _text_size(text, BRACKET_PT)[0] + 0.25 - stages[first].column
+            arrows[first] = max(arrows[first], need)
+    xs, x = [], PIPELINE_MARGIN
+    for stage, arrow in zip(stages, arrows):
+        x += arrow
+        xs.append(x)
+        x += stage.column
+    return xs, arrow_extra
+
+
+def _draw_row(ax, stages, xs, y):
+    """Draw one row on the centre line ``y``; return each drawing's (left, right)."""
+    spans = []
+    for i, (stage, x) in enumerate(zip(stages, xs)):
+        left = x + (stage.column - stage.width) / 2
+        bottom = y - stage.height / 2
+        center, top = left + stage.width / 2, bottom + stage.height
+        if stage.kind == "vector":
+            ax.add_patch(Rectangle((left, bottom), stage.BAR, stage.size, facecolor=stage.fill,
+                                   edgecolor=INK, linewidth=1.0, zorder=3))
+        elif stage.kind == "maps":
+            for k in reversed(range(stage.shown)):
+                ax.add_patch(Rectangle((left + k * stage.STEP, bottom + k * stage.STEP),
+                                       stage.size, stage.size, facecolor=stage.fill,
+                                       edgecolor=INK, linewidth=0.9, zorder=3 + stage.shown - k))
+        if stage.name:
+            ax.text(center, top + stage.GAP, stage.name, ha="center", va="bottom",
+                    fontsize=NAME_PT, weight="bold", color=INK)
+        if stage.kind == "text":
+            ax.text(center, y, stage.label, ha="center", va="center", fontsize=SHAPE_PT,
+                    color=INK)
         else:
-            right = _vector_block(ax, x, y, size, top, bottom, fill)
-        spans.append((x, right))
-        x = right
+            ax.text(center, bottom - stage.GAP, stage.label, ha="center", va="top",
+                    fontsize=SHAPE_PT, color=INK, linespacing=1.15)
+        if i:
+            prev = spans[-1][1]
+            ax.add_patch(FancyArrowPatch((prev + 0.06, y), (left - 0.06, y), arrowstyle="-|>",
+                                         mutation_scale=14, color=stage.color, linewidth=1.4,
+                                         zorder=5))
+            if stage.op:
+                ax.text((prev + left) / 2, y + 0.09, stage.op, ha="center", va="bottom",
+                        fontsize=OP_PT, color=stage.color, linespacing=1.15)
+        spans.append((left, left + stage.width))
     return spans
 
 
-def _fit_width(fig, ax, xmax):
-    """Crop the drawing at ``xmax``, keeping data units square."""
-    x0, _ = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    ax.set_xlim(x0, xmax)
-    fig.set_size_inches(fig.get_figheight() * (xmax - x0) / (y1 - y0), fig.get_figheight())
-
-
 def _bracket(ax, x0, x1, y, text, color):
-    ax.plot([x0, x0, x1, x1], [y - 0.12, y, y, y - 0.12], color=color, linewidth=1.6)
-    ax.text((x0 + x1) / 2, y + 0.1, text, ha="center", va="bottom", fontsize=9, color=color)
+    ax.plot([x0, x0, x1, x1], [y - 0.1, y, y, y - 0.1], color=color, linewidth=1.8,
+            solid_capstyle="butt")
+    ax.text((x0 + x1) / 2, y + 0.06, text, ha="center", va="bottom", fontsize=BRACKET_PT,
+            color=color)
+
+
+def _two_row_pipeline(rows, brackets=((), ()), note=None):
+    """A 9-inch figure of two rows of stages, the second continuing the first.
+
+    ``brackets[r]`` lists ``(first, last, text, color)``: a bracket above row
+    ``r`` over the arrow into stage ``first`` and the stages up to ``last``.
+    The second row starts with the last tensor of the first drawn again, and
+    a dashed line leads from one copy to the other.
+    """
+    bracket_h = 0.2 + _text_size("Ag", BRACKET_PT)[1]
+    xs0, extra = _row_positions(rows[0], brackets[0], PIPELINE_WIDTH - 2 * PIPELINE_MARGIN)
+    xs1, _ = _row_positions(rows[1], brackets[1], arrow_extra=extra)
+    above = [max(s.above for s in row) + (bracket_h if b else 0.0)
+             for row, b in zip(rows, brackets)]
+    below = [max(s.below for s in row) for row in rows]
+    gap = 0.45  # between the rows, where the dashed line runs
+    note_h = _text_size(note, OP_PT)[1] + 0.2 if note else 0.0
+    height = 0.12 + above[0] + below[0] + gap + above[1] + below[1] + 0.12 + note_h
+    fig = Figure(figsize=(PIPELINE_WIDTH, height), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_xlim(0, PIPELINE_WIDTH)
+    ax.set_ylim(0, height)
+    y0 = height - 0.12 - above[0]
+    y1 = y0 - below[0] - gap - above[1]
+    spans = []
+    for row, xs, y, marks in zip(rows, (xs0, xs1), (y0, y1), brackets):
+        spans.append(_draw_row(ax, row, xs, y))
+        top = y + max(s.above for s in row) + 0.1
+        for first, last, text, color in marks:
+            _bracket(ax, spans[-1][first - 1][1] + 0.08, spans[-1][last][1] + 0.04, top,
+                     text, color)
+    # The dashed line: down from the last tensor of row 1, across, and down
+    # into its copy at the start of row 2.
+    x_from, x_to = sum(spans[0][-1]) / 2, sum(spans[1][0]) / 2
+    y_mid = y0 - below[0] - gap / 2
+    start = y0 - rows[0][-1].below - 0.05
+    end = y1 + rows[1][0].above + 0.04
+    ax.plot([x_from, x_from, x_to], [start, y_mid, y_mid], color=CONTINUED, linewidth=1.2,
+            linestyle=(0, (4, 3)), zorder=1)
+    ax.add_patch(FancyArrowPatch((x_to, y_mid), (x_to, end), arrowstyle="-|>",
+                                 mutation_scale=12, color=CONTINUED, linewidth=1.2,
+                                 linestyle=(0, (4, 3)), zorder=1))
+    if note:
+        ax.text(PIPELINE_WIDTH / 2, 0.1, note, ha="center", va="bottom", fontsize=OP_PT,
+                color=INK, linespacing=1.3)
+    return fig
+
+
+def _save_pipeline(fig, path):
+    fig.savefig(path, dpi=PIPELINE_DPI, metadata={"Software": None})
 
 
 def draw_lenet_pipeline(path):
     """The tutorial's model with the tensor shapes it really computes."""
-    fig, ax = _new_figure((0, 20.0), (-0.9, 4.9), 13.0)
-    y, px = 2.0, 0.075  # centre line; drawing units per pixel
-    spans = _pipeline(ax, y, [
-        ("maps", 28 * px, 1, "input", "batch x 1\nx 28 x 28", LIGHT, None, INK),
-        ("maps", 24 * px, 20, "conv", "batch x 20\nx 24 x 24", MAP_FILL,
-         "conv 5x5\n20 filters", INK),
-        ("maps", 12 * px, 20, "layer0", "batch x 20\nx 12 x 12", POOL_FILL,
-         "max-pool 2x2\n+b, tanh", INK),
-        ("maps", 8 * px, 50, "conv", "batch x 50\nx 8 x 8", MAP_FILL,
-         "conv 5x5\n50 filters", INK),
-        ("maps", 4 * px, 50, "layer1", "batch x 50\nx 4 x 4", POOL_FILL,
-         "max-pool 2x2\n+b, tanh", INK),
-        ("vector", 3.0, 1, "", "batch\nx 800", LIGHT, "flatten(2)", INK),
-        ("vector", 2.0, 1, "layer2", "batch\nx 500", DENSE_FILL, "dense\ntanh", INK),
-        ("vector", 0.8, 1, "layer3", "batch\nx 10", DENSE_FILL, "dense\nsoftmax", INK),
-    ])
-    # Each class spans the arrows and tensors it computes.
-    for first, last, extra, text, color in (
-            (1, 2, 0.0, "LeNetConvPoolLayer (layer0)", BLUE),
-            (3, 4, 0.0, "LeNetConvPoolLayer (layer1)", BLUE),
-            (6, 6, 0.0, "HiddenLayer", GREEN),
-            (7, 7, 1.2, "LogisticRegression", GREEN)):
-        _bracket(ax, spans[first - 1][1] + 0.1, spans[last][1] + extra, 4.2, text, color)
-    ax.text(spans[7][1] + 0.2, y, "P(y | x)", ha="left", va="center", fontsize=9)
-    _fit_width(fig, ax, spans[7][1] + 1.5)
-    _save(fig, path)
+    px = 0.03  # inches per pixel of a feature map
+    rows = [[
+        Stage("maps", 28 * px, "input", "batch x 1\nx 28 x 28", LIGHT),
+        Stage("maps", 24 * px, "conv", "batch x 20\nx 24 x 24", MAP_FILL,
+              "conv 5x5\n20 filters", depth=20),
+        Stage("maps", 12 * px, "layer0", "batch x 20\nx 12 x 12", POOL_FILL,
+              "max-pool 2x2\n+b, tanh", depth=20),
+        Stage("maps", 8 * px, "conv", "batch x 50\nx 8 x 8", MAP_FILL,
+              "conv 5x5\n50 filters", depth=50),
+        Stage("maps", 4 * px, "layer1", "batch x 50\nx 4 x 4", POOL_FILL,
+              "max-pool 2x2\n+b, tanh", depth=50),
+    ], [
+        Stage("maps", 4 * px, "layer1", "batch x 50\nx 4 x 4", POOL_FILL, depth=50),
+        Stage("vector", 1.5, "", "batch\nx 800", LIGHT, "flatten(2)"),
+        Stage("vector", 1.0, "layer2", "batch\nx 500", DENSE_FILL, "dense\ntanh"),
+        Stage("vector", 0.3, "layer3", "batch\nx 10", DENSE_FILL, "dense\nsoftmax"),
+        Stage("text", 0, "", "P(y | x)"),
+    ]]
+    brackets = (
+        [(1, 2, "LeNetConvPoolLayer (layer0)", BLUE),
+         (3, 4, "LeNetConvPoolLayer (layer1)", BLUE)],
+        [(2, 2, "HiddenLayer (layer2)", GREEN),
+         (3, 3, "LogisticRegression (layer3)", GREEN)],
+    )
+    _save_pipeline(_two_row_pipeline(rows, brackets), path)
 
 
 # -- LeNet-5 (1998) ------------------------------------------------------------
@@ -296,23 +423,25 @@ def draw_lenet_pipeline(path):
 
 def draw_lenet5_1998(path):
     """LeCun et al.'s LeNet-5: C1, S2, C3, S4, C5, F6 and the RBF output."""
-    fig, ax = _new_figure((0, 20.0), (-1.2, 4.9), 13.0)
-    y, px = 2.0, 0.075
-    spans = _pipeline(ax, y, [
-        ("maps", 32 * px, 1, "INPUT", "32 x 32", LIGHT, None, INK),
-        ("maps", 28 * px, 6, "C1", "6 @ 28 x 28", MAP_FILL, "5x5\nconv", INK),
-        ("maps", 14 * px, 6, "S2", "6 @ 14 x 14", POOL_FILL, "2x2 avg\ncoef, bias", INK),
-        ("maps", 10 * px, 16, "C3", "16 @ 10 x 10", MAP_FILL, "5x5 conv\nby table", RED),
-        ("maps", 5 * px, 16, "S4", "16 @ 5 x 5", POOL_FILL, "2x2 avg\ncoef, bias", INK),
-        ("vector", 3.0, 1, "C5", "120", MAP_FILL, "5x5 conv\nall maps", INK),
-        ("vector", 2.2, 1, "F6", "84", DENSE_FILL, "full", INK),
-        ("vector", 0.8, 1, "OUTPUT", "10", DENSE_FILL, "RBF", INK),
-    ])
-    right = spans[-1][1] + 0.6
-    ax.text(right / 2, -1.0, "every unit squashes its input with f(a) = 1.7159 tanh(2a/3); "
-            "red: the S2-to-C3 connection table", ha="center", va="bottom", fontsize=8.5)
-    _fit_width(fig, ax, right)
-    _save(fig, path)
+    px = 0.03
+    rows = [[
+        Stage("maps", 32 * px, "INPUT", "32 x 32", LIGHT),
+        Stage("maps", 28 * px, "C1", "6 maps\n28 x 28", MAP_FILL, "5x5\nconv", depth=6),
+        Stage("maps", 14 * px, "S2", "6 maps\n14 x 14", POOL_FILL, "2x2 average\ncoef, bias",
+              depth=6),
+        Stage("maps", 10 * px, "C3", "16 maps\n10 x 10", MAP_FILL, "5x5 conv\nby table", RED,
+              depth=16),
+        Stage("maps", 5 * px, "S4", "16 maps\n5 x 5", POOL_FILL, "2x2 average\ncoef, bias",
+              depth=16),
+    ], [
+        Stage("maps", 5 * px, "S4", "16 maps\n5 x 5", POOL_FILL, depth=16),
+        Stage("vector", 1.5, "C5", "120", MAP_FILL, "5x5 conv\nall maps"),
+        Stage("vector", 1.05, "F6", "84", DENSE_FILL, "full"),
+        Stage("vector", 0.3, "OUTPUT", "10", DENSE_FILL, "RBF"),
+    ]]
+    note = ("every unit squashes its input with f(a) = 1.7159 tanh(2a/3)\n"
+            "red: C3 reads the S2 maps through the connection table")
+    _save_pipeline(_two_row_pipeline(rows, note=note), path)
 
 
 # -- the S2 -> C3 connection table ---------------------------------------------
@@ -349,7 +478,70 @@ def draw_c3_table(path):
     _save(fig, path)
 
 
-# -- the filtered 3wolfmoon photograph -------------------------------------------
+# -- the multilayer perceptron -------------------------------------------------
+
+
+def draw_mlp(path):
+    """The tutorial's perceptron: 784 inputs, 500 tanh units, 10 softmax outputs.
+
+    Drawn, like the pipelines, 9 inches wide for the whole text column, with
+    no text under 11 points, and saved at twice the page's resolution.
+    """
+    fig, ax = _new_figure((0.0, PIPELINE_WIDTH), (0.15, 4.75), PIPELINE_WIDTH)
+    step, r = 0.5, 0.17
+    # (x of the column, labels of the units drawn, None where the dots go)
+    columns = [
+        (1.6, ["$x_{1}$", "$x_{2}$", "$x_{3}$", None, "$x_{783}$", "$x_{784}$"]),
+        (4.65, ["", "", "", None, ""]),
+        (7.45, ["P(Y=0 | x)", "P(Y=1 | x)", "P(Y=2 | x)", None, "P(Y=9 | x)"]),
+    ]
+    centre = 2.35
+    units = []  # per column: [(x, y)] of the circles drawn
+    for x, labels in columns:
+        top = centre + step * (len(labels) - 1) / 2
+        drawn = []
+        for k, label in enumerate(labels):
+            y = top - k * step
+            if label is None:
+                for dy in (-0.12, 0.0, 0.12):
+                    ax.add_patch(Circle((x, y + dy), 0.03, color=INK, zorder=3))
+                continue
+            drawn.append((x, y, label))
+        units.append(drawn)
+    fills = (LIGHT, DENSE_FILL, DENSE_FILL)
+    # every unit of a layer is wired to every unit of the next
+    lit = units[1][0]  # the hidden unit whose inputs are highlighted
+    for lower, upper in ((units[0], units[1]), (units[1], units[2])):
+        for (x0, y0, _) in lower:
+            for (x1, y1, _) in upper:
+                hot = (x1, y1) == lit[:2]
+                _line(ax, (x0 + r, y0), (x1 - r, y1), color=BLUE if hot else GREY,
+                      width=1.8 if hot else 0.8, z=2 if hot else 1)
+    for column, fill in zip(units, fills):
+        for x, y, label in column:
+            _unit(ax, x, y, BLUE if (x, y) == lit[:2] else fill, r=r)
+    for x, y, label in units[0]:
+        ax.text(x - r - 0.12, y, label, ha="right", va="center", fontsize=SHAPE_PT)
+    for x, y, label in units[2]:
+        ax.text(x + r + 0.12, y, label, ha="left", va="center", fontsize=SHAPE_PT)
+    heads = (("input x", "784 pixels of a digit"), ("hidden layer h", "500 units, tanh"),
+             ("output", "10 units, softmax"))
+    for (x, _), (name, what) in zip(columns, heads):
+        ax.text(x, 4.68, name, ha="center", va="top", fontsize=NAME_PT, weight="bold")
+        ax.text(x, 4.33, what, ha="center", va="top", fontsize=SHAPE_PT)
+    weights = (
+        ("$W^{(1)}$: 784 x 500, $b^{(1)}$: 500\na HiddenLayer", GREEN),
+        ("$W^{(2)}$: 500 x 10, $b^{(2)}$: 10\na LogisticRegression", GREEN),
+    )
+    for (x0, _), (x1, _), (text, color) in zip(columns, columns[1:], weights):
+        ax.text((x0 + x1) / 2, 0.22, text, ha="center", va="bottom", fontsize=SHAPE_PT,
+                color=color, linespacing=1.3)
+    ax.text(3.1, 3.95, "blue: one hidden unit reads all 784 pixels", ha="center",
+            va="center", fontsize=SHAPE_PT, color=BLUE)
+    _save_pipeline(fig, path)
+
+
+# -- the filter demo: a photograph through two random filters ------------------
 
 
 def find_wolfmoon_image():
@@ -369,16 +561,23 @@ def find_wolfmoon_image():
     return None
 
 
+def sample_photograph():
+    """matplotlib's sample photograph of Grace Hopper (600 rows of 512 pixels).
+
+    The same picture ``code/filter_demo.py`` falls back to; every
+    installation of matplotlib has it.
+    """
+    import matplotlib.cbook
+
+    return str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
 class FigureUnavailable(Exception):
     """The figure cannot be drawn here, for a reason that is not a bug."""
 
 
-def draw_wolfmoon_filtered(path):
-    """Run ``code/filter_demo.py`` on the photograph, if there is one."""
-    image = find_wolfmoon_image()
-    if image is None:
-        raise FigureUnavailable(
-            f"no {WOLFMOON_JPG} in doc/images, $LENET_IMAGE or $LENET_SHARED_IMAGES")
+def _filter_demo(image, path):
+    """Run ``code/filter_demo.py`` on ``image``, writing its figure to ``path``."""
     script = os.path.join(REPO_DIR, "code", "filter_demo.py")
     # A separate process keeps PyTensor's compilation out of the Sphinx run;
     # never download anything or open a window from a build.
@@ -389,6 +588,20 @@ def draw_wolfmoon_filtered(path):
                            f"{done.stdout}{done.stderr}".rstrip())
 
 
+def draw_wolfmoon_filtered(path):
+    """The demo on the original tutorial's photograph, if it is here."""
+    image = find_wolfmoon_image()
+    if image is None:
+        raise FigureUnavailable(
+            f"no {WOLFMOON_JPG} in doc/images, $LENET_IMAGE or $LENET_SHARED_IMAGES")
+    _filter_demo(image, path)
+
+
+def draw_grace_hopper_filtered(path):
+    """The demo on matplotlib's photograph: the figure where 3wolfmoon is not."""
+    _filter_demo(sample_photograph(), path)
+
+
 FIGURES = {
     "sparse_connectivity.png": draw_sparse_connectivity,
     "shared_weights.png": draw_shared_weights,
@@ -396,8 +609,15 @@ FIGURES = {
     "lenet_pipeline.png": draw_lenet_pipeline,
     "lenet5_1998.png": draw_lenet5_1998,
     "c3_table.png": draw_c3_table,
+    "mlp.png": draw_mlp,
     "3wolfmoon_filtered.png": draw_wolfmoon_filtered,
+    "grace_hopper_filtered.png": draw_grace_hopper_filtered,
 }
+
+# A stand-in is drawn only where the figure it stands in for is not on disk
+# (after the attempt to draw that one: FIGURES lists it first), unless it is
+# redrawn on purpose (only_missing=False).
+STAND_INS = {"grace_hopper_filtered.png": "3wolfmoon_filtered.png"}
 
 
 def make_figures(names=None, only_missing=False):
@@ -405,7 +625,7 @@ def make_figures(names=None, only_missing=False):
 
     Returns ``{name: outcome}`` where outcome is ``"written"``, ``"present"``
     (skipped because ``only_missing`` and the file exists) or the reason a
-    figure could not be drawn here.
+    figure was not drawn here.
     """
     os.makedirs(IMAGES_DIR, exist_ok=True)
     outcomes = {}
@@ -415,6 +635,10 @@ def make_figures(names=None, only_missing=False):
         path = os.path.join(IMAGES_DIR, name)
         if only_missing and os.path.exists(path):
             outcomes[name] = "present"
+            continue
+        original = STAND_INS.get(name)
+        if only_missing and original and os.path.exists(os.path.join(IMAGES_DIR, original)):
+            outcomes[name] = f"not needed: {original} is there"
             continue
         try:
             FIGURES[name](path)

@@ -107,3 +107,13 @@ def tiny_mnist(tmp_path_factory):
     :func:`synthetic_mnist`): loads in a fraction of a second, and learns."""
     path = tmp_path_factory.mktemp("data") / "tiny_mnist.pkl.gz"
     return str(write_pickle(path, synthetic_mnist()))
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on 127.0.0.1 (see http_server.LocalServer)."""
+    from http_server import LocalServer
+
+    local = LocalServer()
+    yield local
+    local.close()

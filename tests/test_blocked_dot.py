@@ -8,8 +8,14 @@ from pytensor.compile.mode import get_mode
 from pytensor.gradient import verify_grad
 
 from backends import BACKENDS
-from pytensor_nnet import BlockedDot
+from pytensor_nnet import BlockedDot, tune_for_speed
 from pytensor_nnet.matmul_kernels import BLOCK_ROWS, blocked_dot, row_blocks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def speed_rewrites():
+    """The rewrites are registered by the explicit call, not by the import."""
+    tune_for_speed(threads=False, exact_math=False, allocator=False)
 
 
 def matrices(m, k, n, seed=0):

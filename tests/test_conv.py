@@ -137,21 +137,25 @@ def test_shape_hints_and_image_shape_alias():
     fn = pytensor.function([x, w], out, mode="FAST_COMPILE")
     good = np.zeros((2, 3, 8, 8), x.dtype), np.zeros((4, 3, 3, 3), w.dtype)
     assert fn(*good).shape == (2, 4, 6, 6)
-    with pytest.raises(AssertionError, match="[Ss]hape"):
-        fn(np.zeros((2, 3, 9, 8), x.dtype), good[1])  # disagrees with the hint at run time
+    # disagrees with the hint at run time
+    with pytest.raises(ValueError, match=r"conv2d: image_shape=\(2, 3, 8, 8\) disagrees with "
+                                         r"the input \(2, 3, 9, 8\)"):
+        fn(np.zeros((2, 3, 9, 8), x.dtype), good[1])
 
 
 @pytest.mark.parametrize("call,match", [
     (lambda x4, x3: conv2d(x3, x4), "input must be a 4-d tensor"),
     (lambda x4, x3: conv2d(x4, x3), "filters must be a 4-d tensor"),
     (lambda x4, x3: conv2d(pt.tensor4(shape=(1, 3, 8, 8)), pt.tensor4(shape=(2, 2, 3, 3))),
-     "input has 3 channels"),
+     r"the input \(1, 3, 8, 8\) has 3 channels but the filters \(2, 2, 3, 3\) expect"),
     (lambda x4, x3: conv2d(pt.tensor4(shape=(1, 4, 8, 8)), pt.tensor4(shape=(3, 2, 3, 3)), num_groups=2),
      "cannot be split"),
     (lambda x4, x3: conv2d(pt.tensor4(shape=(1, 1, 4, 4)), pt.tensor4(shape=(1, 1, 5, 5))),
      "output would be empty"),
     (lambda x4, x3: conv2d(pt.tensor4(shape=(1, 1, 8, 8)), x4, input_shape=(1, 2, 8, 8)),
      "disagrees"),
+    (lambda x4, x3: conv2d(x4, x4, filter_shape=(2, -1, 3, 3)),
+     "filter_shape must hold sizes >= 0 or None"),
     (lambda x4, x3: conv2d(x4, x4, border_mode="same"), "border_mode must be"),
     (lambda x4, x3: conv2d(x4, x4, subsample=(0, 1)), "subsample must be >= 1"),
     (lambda x4, x3: conv2d(x4, x4, filter_dilation=(1, 2, 3)), "filter_dilation must be"),
@@ -162,11 +166,20 @@ def test_clear_errors_at_graph_build(call, match):
         call(pt.tensor4("x4"), pt.tensor3("x3"))
 
 
-def test_clear_error_at_run_time_on_channel_mismatch():
+@pytest.mark.parametrize("mode", ["FAST_COMPILE"] + BACKENDS)
+@pytest.mark.parametrize("x_shape,w_shape,match", [
+    ((1, 3, 5, 5), (2, 2, 3, 3),
+     r"conv2d: the input \(1, 3, 5, 5\) has 3 channels but the filters \(2, 2, 3, 3\) "
+     r"expect 2 x num_groups=1"),
+    ((1, 1, 3, 3), (2, 1, 5, 5),
+     r"conv2d: the output would be empty \(shape \(1, 2, -1, -1\)\): the \(padded\) input "
+     r"\(1, 1, 3, 3\) is smaller than the \(dilated\) filters \(2, 1, 5, 5\)"),
+], ids=["channels", "empty"])
+def test_clear_errors_at_run_time(mode, x_shape, w_shape, match):
     fn = pytensor.function(*(lambda x, w: ([x, w], conv2d(x, w)))(pt.dtensor4(), pt.dtensor4()),
-                           mode="FAST_COMPILE")
-    with pytest.raises(ValueError, match="channel count"):
-        fn(np.zeros((1, 3, 5, 5)), np.zeros((2, 2, 3, 3)))
+                           mode=mode)
+    with pytest.raises(ValueError, match=match):
+        fn(np.zeros(x_shape), np.zeros(w_shape))
 
 
 def test_props_are_normalised():

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +67,10 @@ def test_parameters_follow_the_tutorial_draws():
     bound = 1.0 / np.sqrt(243)
     W = rng.uniform(-bound, bound, size=(2, 3, 9, 9))
     b = rng.uniform(-0.5, 0.5, size=(2,))
-    assert filter_demo.W.get_value().dtype == np.float64
-    np.testing.assert_array_equal(filter_demo.W.get_value(), W)
-    np.testing.assert_array_equal(filter_demo.b.get_value(), b)
-    assert filter_demo.input.dtype == "float64"
+    assert filter_demo.random_layer().W.get_value().dtype == np.float64
+    np.testing.assert_array_equal(filter_demo.random_layer().W.get_value(), W)
+    np.testing.assert_array_equal(filter_demo.random_layer().b.get_value(), b)
+    assert filter_demo.random_layer().input.dtype == "float64"
 
 
 def test_filter_image_matches_scipy_on_a_small_picture():
@@ -87,8 +86,8 @@ def test_flipped_filter_would_differ():
     # clearly different numbers, so the test really checks the flip.
     img = np.random.default_rng(1).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
     out = filter_demo.filter_image(img)
-    W = filter_demo.W.get_value()
-    b = filter_demo.b.get_value()
+    W = filter_demo.random_layer().W.get_value()
+    b = filter_demo.random_layer().b.get_value()
     x = img / 256.0
     corr = sum(convolve2d(x[:, :, c], W[0, c, ::-1, ::-1], mode="valid") for c in range(3))
     assert np.abs(out[0, 0] - expit(corr + b[0])).max() > 1e-3
@@ -201,29 +200,22 @@ def test_find_image_without_any_picture_falls_back_to_the_sample_photo(no_repo_i
         filter_demo.find_image(download=False)
 
 
-class FakeResponse(io.BytesIO):
-    """What urlopen returns, for a download that never leaves the machine."""
+def test_the_default_address_is_the_original_tutorials():
+    assert filter_demo.IMAGE_URL.startswith(
+        "https://raw.githubusercontent.com/lisa-lab/DeepLearningTutorials/")
 
 
-def test_download_is_atomic_and_checked(no_repo_image, monkeypatch, capsys):
-    urls = []
-
-    def fake_urlopen(url, timeout):
-        urls.append(url)
-        return FakeResponse(png_bytes())
-
-    monkeypatch.setattr(filter_demo.urllib.request, "urlopen", fake_urlopen)
+def test_download_is_atomic_and_checked(no_repo_image, server, monkeypatch, capsys):
+    monkeypatch.setattr(filter_demo, "IMAGE_URL", server.serve("3wolfmoon.jpg", png_bytes()))
     path = filter_demo.find_image()
-    assert urls == [filter_demo.IMAGE_URL]
-    assert urls[0].startswith("https://raw.githubusercontent.com/lisa-lab/DeepLearningTutorials/")
+    assert server.requests == ["/3wolfmoon.jpg"]
     assert path == str(no_repo_image / "3wolfmoon.jpg")
     assert filter_demo.load_image(path).shape == (10, 12, 3)
     assert sorted(p.name for p in no_repo_image.iterdir()) == ["3wolfmoon.jpg"]
 
     # An error page instead of a picture is refused and leaves nothing behind.
     (no_repo_image / "3wolfmoon.jpg").unlink()
-    monkeypatch.setattr(filter_demo.urllib.request, "urlopen",
-                        lambda url, timeout: FakeResponse(b"<html>404</html>"))
+    server.serve("3wolfmoon.jpg", b"<html>404</html>")
     with pytest.raises(ImageError, match="could not download"):
         filter_demo.download_image()
     assert list(no_repo_image.iterdir()) == []
@@ -231,16 +223,13 @@ def test_download_is_atomic_and_checked(no_repo_image, monkeypatch, capsys):
     assert list(no_repo_image.iterdir()) == []
 
 
-def test_failed_download_falls_back_and_says_where_to_put_the_picture(no_repo_image,
+def test_failed_download_falls_back_and_says_where_to_put_the_picture(no_repo_image, server,
                                                                       monkeypatch, capsys):
-    def offline(url, timeout):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(filter_demo.urllib.request, "urlopen", offline)
+    server.close()  # nothing listens there any more: the connection is refused
+    monkeypatch.setattr(filter_demo, "IMAGE_URL", server.url("3wolfmoon.jpg"))
     assert filter_demo.find_image() == str(grace_hopper_path())
-    note = capsys.readouterr().err.strip()
-    assert len(note.splitlines()) == 1
-    assert "no network" in note and str(no_repo_image) in note
+    note = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "connection refused" in note and str(no_repo_image) in note
     assert "LENET_IMAGE" in note
     assert not no_repo_image.exists() or list(no_repo_image.iterdir()) == []
 
@@ -386,12 +375,10 @@ def reference_max_pool(x, ignore_border):
 
 
 def test_maxpool_values():
-    x = maxpool_demo.invals
+    pool_dropping_border, pool_keeping_border, x = maxpool_demo.pooling_functions()
     assert x.shape == (3, 2, 5, 5)
-    np.testing.assert_array_equal(maxpool_demo.pool_dropping_border(x),
-                                  reference_max_pool(x, True))
-    np.testing.assert_array_equal(maxpool_demo.pool_keeping_border(x),
-                                  reference_max_pool(x, False))
+    np.testing.assert_array_equal(pool_dropping_border(x), reference_max_pool(x, True))
+    np.testing.assert_array_equal(pool_keeping_border(x), reference_max_pool(x, False))
 
 
 @pytest.mark.parametrize("items, text", [

@@ -25,13 +25,14 @@ import pytest
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import command_line
+import errors
 
 pytest.importorskip("pytensor_nnet")
 import lenet5  # noqa: E402
 
 #: The configuration of every training run here (batch 50 is the default).
-TINY = dict(batch_size=50, max_batches=training.DRY_RUN_BATCHES)
+TINY = dict(batch_size=50, max_batches=command_line.DRY_RUN_BATCHES)
 
 #: Graphs that are only evaluated once, on a few images: skip the rewrites
 #: and the Numba compilation.
@@ -103,7 +104,7 @@ def test_random_table_depends_on_its_seed_only():
                                            ("random", 2.5, 1), ("sparse", 4, 1),
                                            ("random", 4, -1), ("random", 4, 2**32)])
 def test_bad_tables_are_refused(kind, k, seed):
-    with pytest.raises(training.ConfigError):
+    with pytest.raises(errors.ConfigError):
         lenet5.connection_table(kind, k, seed)
 
 
@@ -215,7 +216,7 @@ def test_weights_are_drawn_in_the_documented_order(init):
 
 
 def test_unknown_init_is_refused():
-    with pytest.raises(training.ConfigError, match="init"):
+    with pytest.raises(errors.ConfigError, match="init"):
         lenet5.weight_bound(25, "glorot")
 
 
@@ -271,7 +272,7 @@ def test_paper_schedule_has_the_papers_ratios():
     numpy.testing.assert_allclose(factors, numpy.array(paper_rates) / 5e-4, rtol=1e-12)
     assert lenet5.learning_rate_factor(200) == 0.02  # the last rate lasts
     assert {lenet5.learning_rate_factor(e, "constant") for e in range(1, 30)} == {1.0}
-    with pytest.raises(training.ConfigError, match="schedule"):
+    with pytest.raises(errors.ConfigError, match="schedule"):
         lenet5.learning_rate_factor(1, "cosine")
 
 
@@ -361,10 +362,10 @@ def test_training_checkpoints_and_resumes_exactly(tiny_mnist, tmp_path, capsys):
     assert constant.params[0].tobytes() != full.params[0].tobytes()
 
     # a checkpoint of another configuration is refused
-    with pytest.raises(training.CheckpointMismatchError, match="learning_rate"):
+    with pytest.raises(errors.CheckpointMismatchError, match="learning_rate"):
         lenet5.evaluate_lenet5(learning_rate=0.05, n_epochs=3, dataset=tiny_mnist,
                                checkpoint=part_ckpt, resume=True, **TINY)
-    with pytest.raises(training.CheckpointMismatchError, match="lr_schedule"):
+    with pytest.raises(errors.CheckpointMismatchError, match="lr_schedule"):
         lenet5.evaluate_lenet5(n_epochs=3, dataset=tiny_mnist, lr_schedule="constant",
                                checkpoint=part_ckpt, resume=True, **TINY)
 
@@ -393,7 +394,7 @@ def test_command_line_options(monkeypatch, capsys):
     assert (kw["table"], kw["inputs_per_map"], kw["table_seed"], kw["init"],
             kw["lr_schedule"]) == ("random", 3, 7, "paper", "constant")
     assert (kw["learning_rate"], kw["batch_size"], kw["n_epochs"]) == (0.2, 20, 1)
-    assert kw["checkpoint"] is None and kw["max_batches"] == training.DRY_RUN_BATCHES
+    assert kw["checkpoint"] is None and kw["max_batches"] == command_line.DRY_RUN_BATCHES
 
     assert lenet5.main(["--dry-run"]) == 0
     assert (calls[-1]["table"], calls[-1]["learning_rate"], calls[-1]["batch_size"],

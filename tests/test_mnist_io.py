@@ -10,14 +10,16 @@ in ``tmp_path``.  Downloads are tested against a real HTTP server on
 127.0.0.1 (in a thread); the public sources are switched off, so nothing
 leaves the machine.
 """
+import codecs
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,10 +28,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import downloads
 import mnist_io
+from http_server import Cut
 from mnist_io import DatasetError, DatasetNotFoundError
 
-from conftest import REPO, write_pickle
+from conftest import CODE, REPO, write_pickle
 
 SHARED_IDX = Path(os.environ.get("LENET_SHARED_DATA", REPO.parent / "shared" / "data")) / "mnist"
 
@@ -119,7 +123,7 @@ def offline(monkeypatch):
     for proxy in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(proxy, raising=False)
         monkeypatch.delenv(proxy.upper(), raising=False)
-    monkeypatch.setattr(mnist_io, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(downloads, "RETRY_DELAY", 0.0)
 
 
 def free_port():
@@ -373,7 +377,8 @@ def test_corrupt_files_give_clear_errors(tmp_path):
         "truncated.pkl.gz": (good[: len(good) // 2], "truncated"),
         "not_gzip.pkl.gz": (b"hello, this is plain text\n" * 4, "not a valid gzip"),
         "plain_pickle.pkl.gz": (pickle.dumps(make_splits(), protocol=2), "not a valid gzip"),
-        "garbage.pkl.gz": (gzip.compress(b"\x00garbage that is no pickle"), "pickle"),
+        "garbage.pkl.gz": (gzip.compress(b"\x00garbage that is no pickle"),
+                           r"does not hold a valid pickle: invalid load key, '\\x00'\."),
         "empty.pkl.gz": (b"", "is empty"),
         "flipped.pkl.gz": (bytes(flipped), "corrupt|gzip|pickle|truncated"),
         "trailing.pkl.gz": (gzip.compress(pickle.dumps(make_splits(), 2) + b"extra"), "after the pickle"),
@@ -484,6 +489,164 @@ def test_persistent_ids_are_refused():
 
 
 # ---------------------------------------------------------------------------
+# Pickle safety: what a file claims is capped (issue #16)
+# ---------------------------------------------------------------------------
+
+# Reads a data file in a process of its own, its address space capped so
+# that a file which got the loader to allocate what it claims ends in a
+# MemoryError there (a crash, for the numpy states), never on this machine.
+LOAD_IN_A_CAPPED_PROCESS = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({4 << 30}, {4 << 30}))
+sys.path.insert(0, {str(CODE)!r})
+import mnist_io
+try:
+    mnist_io.read_mnist(sys.argv[1])
+except mnist_io.DatasetError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def load_refused(path):
+    """The one-line error reading ``path`` gives, from a fresh capped process."""
+    done = subprocess.run([sys.executable, "-c", LOAD_IN_A_CAPPED_PROCESS, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == "", (done.returncode, done.stderr[-2000:])
+    return done.stdout.strip()
+
+
+def opcode_file(tmp_path, opcodes):
+    """A gzip'ed file holding the raw pickle ``opcodes``."""
+    path = tmp_path / "crafted.pkl.gz"
+    path.write_bytes(gzip.compress(opcodes))
+    return path
+
+
+CLAIM = struct.pack("<Q", 4 * 10 ** 18)
+
+
+@pytest.mark.parametrize("opcodes", [
+    b"\x80\x04\x8e" + CLAIM + b"x" * 2000 + b".",  # BINBYTES8
+    b"\x80\x04\x8d" + CLAIM + b"x" * 2000 + b".",  # BINUNICODE8
+    b"\x80\x05\x96" + CLAIM + b"x" * 2000 + b".",  # BYTEARRAY8
+    b"\x80\x04\x95" + CLAIM + b"N.",  # FRAME
+], ids=["BINBYTES8", "BINUNICODE8", "BYTEARRAY8", "FRAME"])
+def test_a_huge_claim_is_refused_before_any_allocation(tmp_path, opcodes):
+    """The issue's 2 KB file claiming 4e18 bytes (and its kin)."""
+    path = opcode_file(tmp_path, opcodes)
+    assert load_refused(path) == (
+        f"refusing to load an item of 4000000000000000000 bytes from {path}: it would take "
+        f"the file past {mnist_io._MAX_PICKLE_BYTES} bytes, far more than any MNIST pickle "
+        "holds (corrupt or crafted?)")
+
+
+def test_a_huge_memo_index_allocates_nothing(tmp_path):
+    """LONG_BINPUT 2**31 - 1: the C unpickler sized its memo table by it (16 GiB)."""
+    path = opcode_file(tmp_path, b"\x80\x02Nr\xff\xff\xff\x7f.")
+    assert load_refused(path) == (f"{path} is not a valid MNIST dataset: expected 3 (x, y) "
+                                  "pairs (train, valid, test), got a NoneType")
+
+
+HUGE_CALLS = {
+    # a call of the allowed globals, the start of its error
+    "reconstruct": (Evil(mnist_io._RECONSTRUCT, np.ndarray, (10 ** 12,), b"b"),
+                    "an array of shape (1000000000000,) of 1000000000000 bytes"),
+    "ndarray": (Evil(np.ndarray, (10 ** 12,), "b"), "a direct call of numpy.ndarray"),
+    "scalar": (Evil(mnist_io._SCALAR, Evil(np.dtype, "V2000000000")),
+               "a scalar of |V2000000000 of 2000000000 bytes"),
+    # each hex encoding doubles the text
+    "encode": (Evil(codecs.encode, "x" * 10, "hex_codec"),
+               "a text encoded as 'hex_codec', not latin1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_CALLS))
+def test_numpy_is_not_asked_for_more_than_the_budget(tmp_path, case):
+    payload, what = HUGE_CALLS[case]
+    path = write_pickle(tmp_path / "crafted.pkl.gz", payload)
+    message = load_refused(path)
+    assert message.startswith(f"refusing to load {what} from {path}: ")
+
+
+class Reduced:
+    """Pickles as ``func(*args)`` then ``__setstate__(state)``."""
+
+    def __init__(self, func, args, state):
+        self.reduced = func, args, state
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def array_of(dtype):
+    """Pickles as an array of 3 items of ``dtype``, filled from an empty list."""
+    return Reduced(mnist_io._RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (3,), dtype, False, []))
+
+
+# Arrays of Python objects: numpy fills one from a list it does not measure
+# first, and crashed (exit -11) on these, whose list is shorter than the shape.
+OBJECT_ARRAYS = {
+    "object dtype": (array_of(Evil(np.dtype, "O8")), "a dtype of Python objects (object)"),
+    "object flags": (
+        array_of(Reduced(np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, 63))),
+        "a dtype state (3, '|', None, None, None, 8, 1, 63)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OBJECT_ARRAYS))
+def test_no_array_of_python_objects(tmp_path, case):
+    payload, what = OBJECT_ARRAYS[case]
+    path = write_pickle(tmp_path / "crafted.pkl.gz", payload)
+    assert load_refused(path) == f"refusing to load {what} from {path}: not an array pickle"
+
+
+def test_a_state_is_only_given_to_arrays_and_dtypes(tmp_path):
+    """BUILD on an allowed function (here _codecs.encode, behind its check)
+    would set attributes on it."""
+    path = opcode_file(tmp_path, b"\x80\x02c_codecs\nencode\nN}q\x00X\x01\x00\x00\x00aK\x01s"
+                                 b"\x86b.")
+    assert load_refused(path) == (f"refusing to load a state for a method from {path}: "
+                                  "not an array pickle")
+
+
+def test_what_a_pickle_holds_in_all_is_capped(tmp_path, monkeypatch):
+    """Many claims, each small, add up: the budget is for the whole file."""
+    splits = make_splits()
+    path = write_pickle(tmp_path / "small.pkl.gz", splits)
+    monkeypatch.setattr(mnist_io, "_MAX_PICKLE_BYTES", 20000)  # < 13 x 784 float32 pixels
+    with pytest.raises(DatasetError, match=rf"refusing to load an item of \d+ bytes from "
+                                           rf"{path}: it would take the file past 20000 bytes"):
+        mnist_io.read_mnist(path)
+
+
+def test_so_is_the_number_of_opcodes(tmp_path, monkeypatch):
+    path = write_pickle(tmp_path / "small.pkl.gz", make_splits())
+    monkeypatch.setattr(mnist_io, "_MAX_PICKLE_OPCODES", 20)
+    with pytest.raises(DatasetError, match=f"refusing to load {path}: more than 20 opcodes"):
+        mnist_io.read_mnist(path)
+
+
+def test_idx_header_whose_size_overflows_is_refused(tmp_path):
+    """2**31 x 2**31 x 4 bytes wrapped to 0 in int64, matching an empty body."""
+    write_idx_dir(tmp_path, gz=False)
+    header = bytes([0, 0, 8, 3]) + struct.pack(">III", 2 ** 31, 2 ** 31, 4)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header)
+    with pytest.raises(DatasetError, match=r"announces shape \(2147483648, 2147483648, 4\) "
+                                           r"\(18446744073709551616 bytes\)"):
+        mnist_io.read_mnist_idx(tmp_path, n_train=5)
+
+
+def test_idx_file_too_large_once_decompressed(tmp_path, monkeypatch):
+    write_idx_dir(tmp_path, gz=True)
+    monkeypatch.setattr(mnist_io, "_MAX_IDX_BYTES", 1000)  # < 7 x 28 x 28
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with pytest.raises(DatasetError, match=rf"{path} holds more than 1000 bytes "
+                                           r"\(decompressed\): too large for an MNIST IDX file"):
+        mnist_io.read_mnist_idx(tmp_path, n_train=5)
+
+
+# ---------------------------------------------------------------------------
 # Finding the file
 # ---------------------------------------------------------------------------
 
@@ -551,78 +714,6 @@ def test_not_found_wording_for_library_and_command_line(data_env):
 # ---------------------------------------------------------------------------
 # Downloading, from a real HTTP server on 127.0.0.1
 # ---------------------------------------------------------------------------
-
-class Cut:
-    """A response announcing ``declared`` bytes that hangs up after ``body``."""
-
-    def __init__(self, body, declared):
-        self.body, self.declared = body, declared
-
-
-class LocalServer:
-    """A threaded HTTP server on 127.0.0.1 serving ``routes``.
-
-    ``routes`` maps a path (``/dir/name``) to bytes (sent with status 200),
-    a :class:`Cut`, or an int (that HTTP error status); other paths get 404.
-    ``requests`` lists the paths asked for, in order.
-    """
-
-    def __init__(self):
-        self.routes = {}
-        self.requests = []
-        routes, requests = self.routes, self.requests
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                requests.append(self.path)
-                body = routes.get(self.path, 404)
-                if isinstance(body, int):
-                    self.send_error(body)
-                    return
-                if isinstance(body, Cut):
-                    body, declared = body.body, body.declared
-                else:
-                    declared = len(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(declared))
-                self.end_headers()
-                self.wfile.write(body)
-                # HTTP/1.0: the connection closes here, cutting off a Cut.
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path=""):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
-
-    def serve(self, path, body):
-        """Serve ``body`` at ``/path``; return its URL."""
-        self.routes["/" + path] = body
-        return self.url(path)
-
-    def serve_idx(self, folder, files):
-        """Serve ``{name: bytes}`` under ``/folder/``; return the base URL."""
-        for name, blob in files.items():
-            self.serve(f"{folder}/{name}", blob)
-        return self.url(folder + "/")
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    local = LocalServer()
-    yield local
-    local.close()
-
 
 @pytest.fixture
 def silent_url():

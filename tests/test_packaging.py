@@ -21,7 +21,7 @@ def test_wheel_holds_only_the_library(tmp_path):
     shutil.copytree(REPO / "code" / "pytensor_nnet", source / "code" / "pytensor_nnet",
                     ignore=shutil.ignore_patterns("__pycache__"))
     # a tutorial module beside the package, as in the checkout
-    for name in ("utils.py", "training.py", "mnist_io.py", "convolutional_mlp.py"):
+    for name in ("utils.py", "early_stopping.py", "mnist_io.py", "convolutional_mlp.py"):
         shutil.copy(REPO / "code" / name, source / "code" / name)
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -34,4 +34,4 @@ def test_wheel_holds_only_the_library(tmp_path):
     assert packages == {"pytensor_nnet"}
     modules = {Path(name).name for name in zipfile.ZipFile(wheel).namelist()}
     assert "conv.py" in modules and "pool.py" in modules
-    assert not {"utils.py", "training.py", "mnist_io.py"} & modules
+    assert not {"utils.py", "early_stopping.py", "mnist_io.py"} & modules

@@ -1,4 +1,7 @@
-"""Tests of the shared training machinery (code/training.py) and the scripts' CLI.
+"""Tests of what the tutorials share and of the scripts' command line.
+
+The modules under test: minibatches.py, early_stopping.py, supervisor.py,
+checkpoints.py, progress.py, command_line.py and utils.write_training_plots.
 
 Covers the minibatch helper, the early-stopping loop (against a literal
 re-statement of the original tutorial loop), checkpoints (format, atomic
@@ -20,7 +23,6 @@ import re
 import signal
 import subprocess
 import sys
-import types
 
 import numpy
 import pytest
@@ -28,7 +30,15 @@ import pytest
 import pytensor
 import pytensor.tensor as pt
 
-import training
+import checkpoints
+import command_line
+import early_stopping
+import errors
+import minibatches
+import progress
+import supervisor
+import utils
+from atomic_file import atomic_write
 
 CODE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "code")
 
@@ -39,7 +49,7 @@ LOGISTIC_ARGS = ["--batch-size", "50", "--max-batches", "10,4,4", "--plots-dir",
 # The tiny LeNet configuration (also used in test_tutorials.py).
 # (--max-batches 3,2,2 is what --dry-run uses: one compiled graph serves both.)
 LENET_ARGS = ["--nkerns", "2,3", "--batch-size", "50", "--max-batches", "3,2,2",
-              "--plots-dir", ""]
+              "--plots-dir", "", "--model", ""]
 
 
 def sha256(path):
@@ -86,6 +96,15 @@ def script(name, args, cwd, env=None, **kwargs):
     )
 
 
+def loop(train_model, validate_model, test_model, params, n_train_batches, n_valid_batches,
+         n_test_batches, n_epochs, checkpoint=None, resume=False, on_epoch=None, **settings):
+    """The loop with a Supervisor (checkpoint, resume, hooks), as the tutorials run it."""
+    return early_stopping.train_early_stopping(
+        train_model, validate_model, test_model, params,
+        (n_train_batches, n_valid_batches, n_test_batches), n_epochs,
+        supervisor=supervisor.Supervisor(checkpoint, resume, on_epoch=on_epoch), **settings)
+
+
 # ---------------------------------------------------------------------------
 # Minibatches
 # ---------------------------------------------------------------------------
@@ -99,8 +118,8 @@ def test_minibatch_equals_the_original_slice(dtype):
     batch_size, n_batches = 5, 4  # 3 rows past n_batches * batch_size unused
     ours = pytensor.function(
         [index],
-        [training.minibatch(data_x, index, batch_size, n_batches),
-         training.minibatch(data_y, index, batch_size, n_batches)],
+        [minibatches.minibatch(data_x, index, batch_size, n_batches),
+         minibatches.minibatch(data_y, index, batch_size, n_batches)],
     )
     original = pytensor.function(
         [index],
@@ -120,12 +139,12 @@ def test_minibatch_compiles_under_jax():
     data_x = pytensor.shared(values)
     labels = pt.cast(pytensor.shared(numpy.arange(12.0)), "int32")
     index = pt.lscalar()
-    batch_y = training.minibatch(labels, index, 4, 3)
+    batch_y = minibatches.minibatch(labels, index, 4, 3)
     # JAX needs a static length for arange(y.shape[0]), as in the NLL
     assert batch_y.type.shape == (4,)
     f = pytensor.function(
         [index],
-        [training.minibatch(data_x, index, 4, 3), pt.arange(batch_y.shape[0]) + batch_y],
+        [minibatches.minibatch(data_x, index, 4, 3), pt.arange(batch_y.shape[0]) + batch_y],
         mode="JAX",
     )
     for i in range(3):
@@ -148,8 +167,15 @@ def test_jax_functions_keep_the_data_on_the_device():
         index, x, y = pt.lscalar(), pt.matrix("x", dtype="float64"), pt.ivector("y")
         w = pytensor.shared(numpy.ones(3))
         cost = ((x @ w) * y).sum()
+        functions = []
         with pytensor.config.change_flags(mode=mode):
-            return training.compile_functions(index, x, y, cost, cost, [(w, w - 0.1)], datasets, 4, (2, 2, 2))
+            for data_x, data_y in datasets:
+                givens = {x: minibatches.minibatch(data_x, index, 4, 2),
+                          y: minibatches.minibatch(data_y, index, 4, 2)}
+                functions.append(pytensor.function([index], cost, updates=[(w, w - 0.1)],
+                                                   givens=givens))
+        minibatches.keep_data_on_device(datasets, functions[0])
+        return functions
 
     data = make_data()
     copies = [(pytensor.shared(x.get_value()), pt.cast(pytensor.shared(y.owner.inputs[0].get_value()), "int32"))
@@ -167,14 +193,14 @@ def test_jax_functions_keep_the_data_on_the_device():
 
 
 def test_parse_max_batches():
-    assert training.parse_max_batches(None) == (None, None, None)
-    assert training.parse_max_batches(3) == (3, 3, 3)
-    assert training.parse_max_batches("4,2,1") == (4, 2, 1)
-    assert training.parse_max_batches("5") == (5, 5, 5)
-    assert training.parse_max_batches((2, None, 1)) == (2, None, 1)
+    assert minibatches.parse_max_batches(None) == (None, None, None)
+    assert minibatches.parse_max_batches(3) == (3, 3, 3)
+    assert minibatches.parse_max_batches("4,2,1") == (4, 2, 1)
+    assert minibatches.parse_max_batches("5") == (5, 5, 5)
+    assert minibatches.parse_max_batches((2, None, 1)) == (2, None, 1)
     for bad in ("0", "a", "1,2", (1, -1, 1), "1,2,3,4"):
-        with pytest.raises(training.ConfigError):
-            training.parse_max_batches(bad)
+        with pytest.raises(errors.ConfigError):
+            minibatches.parse_max_batches(bad)
 
 
 def test_count_minibatches():
@@ -182,12 +208,12 @@ def test_count_minibatches():
         return (pytensor.shared(numpy.zeros((n, 2))), None)
 
     datasets = [split(100), split(30), split(45)]
-    assert training.count_minibatches(datasets, 20) == (5, 1, 2)
-    assert training.count_minibatches(datasets, 10, (3, None, 100)) == (3, 3, 4)
-    with pytest.raises(training.ConfigError, match="larger than the validation set"):
-        training.count_minibatches(datasets, 31)
-    with pytest.raises(training.ConfigError):
-        training.count_minibatches(datasets, 0)
+    assert minibatches.count_minibatches(datasets, 20) == (5, 1, 2)
+    assert minibatches.count_minibatches(datasets, 10, (3, None, 100)) == (3, 3, 4)
+    with pytest.raises(errors.ConfigError, match="larger than the validation set"):
+        minibatches.count_minibatches(datasets, 31)
+    with pytest.raises(errors.ConfigError):
+        minibatches.count_minibatches(datasets, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -273,9 +299,9 @@ CURVES = {
 def test_loop_matches_the_original(curve, n_train, patience, capsys):
     expected, summary = original_loop(ScriptedModel(CURVES[curve]), n_train, 3, 2, 9, patience)
     model = ScriptedModel(CURVES[curve])
-    result = training.train_early_stopping(
+    result = early_stopping.train_early_stopping(
         model.train_model, model.validate_model, model.test_model, model.params,
-        n_train, 3, 2, 9, patience=patience)
+        (n_train, 3, 2), 9, patience=patience)
     printed = capsys.readouterr().out.splitlines()
     assert printed == expected
     assert (result.best_validation_loss, result.best_iter, result.test_score,
@@ -285,7 +311,7 @@ def test_loop_matches_the_original(curve, n_train, patience, capsys):
 
 def test_loop_prints_training_iter_lines(capsys):
     model = ScriptedModel(CURVES["improving"])
-    training.train_early_stopping(model.train_model, model.validate_model, model.test_model,
+    loop(model.train_model, model.validate_model, model.test_model,
                                   model.params, 7, 1, 1, 2, report_every=5)
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line.startswith("training")] == [
@@ -308,15 +334,15 @@ def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys, python
     settings = dict(n_train_batches=7, n_valid_batches=2, n_test_batches=2, n_epochs=4,
                     patience=20)
     reference = ScriptedModel(CURVES["plateau"])
-    expected = training.train_early_stopping(
+    expected = loop(
         reference.train_model, reference.validate_model, reference.test_model,
         reference.params, checkpoint=str(tmp_path / "ref.npz"), **settings)
     expected_out = capsys.readouterr().out
 
     ckpt = str(tmp_path / "ckpt.npz")
     first = ScriptedModel(CURVES["plateau"], interrupt_at=stop_after)
-    with pytest.raises(training.TrainingInterrupted) as info:
-        training.train_early_stopping(first.train_model, first.validate_model,
+    with pytest.raises(errors.TrainingInterrupted) as info:
+        loop(first.train_model, first.validate_model,
                                       first.test_model, first.params, checkpoint=ckpt,
                                       **settings)
     assert info.value.iterations == stop_after
@@ -324,7 +350,7 @@ def test_resume_from_any_minibatch_is_exact(tmp_path, stop_after, capsys, python
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     second = ScriptedModel(CURVES["plateau"])
-    result = training.train_early_stopping(second.train_model, second.validate_model,
+    result = loop(second.train_model, second.validate_model,
                                            second.test_model, second.params,
                                            checkpoint=ckpt, resume=True, **settings)
     resumed_out = capsys.readouterr().out
@@ -352,21 +378,21 @@ def test_on_epoch_hook_sees_every_epoch_also_after_resume(tmp_path, stop_after,
         calls.append((epoch, model.calls))
 
     model = ScriptedModel(CURVES["improving"])
-    training.train_early_stopping(model.train_model, model.validate_model, model.test_model,
+    loop(model.train_model, model.validate_model, model.test_model,
                                   model.params, on_epoch=on_epoch, **settings)
     assert calls == [(1, 0), (2, 5), (3, 10), (4, 15)]
 
     ckpt = str(tmp_path / "ckpt.npz")
     calls.clear()
     model = ScriptedModel(CURVES["improving"], interrupt_at=stop_after)
-    with pytest.raises(training.TrainingInterrupted):
-        training.train_early_stopping(model.train_model, model.validate_model,
+    with pytest.raises(errors.TrainingInterrupted):
+        loop(model.train_model, model.validate_model,
                                       model.test_model, model.params, on_epoch=on_epoch,
                                       checkpoint=ckpt, **settings)
     first = calls[:]
     calls.clear()
     model = ScriptedModel(CURVES["improving"])
-    training.train_early_stopping(model.train_model, model.validate_model, model.test_model,
+    loop(model.train_model, model.validate_model, model.test_model,
                                   model.params, on_epoch=on_epoch, checkpoint=ckpt,
                                   resume=True, **settings)
     if stop_after == 7:
@@ -378,7 +404,7 @@ def test_on_epoch_hook_sees_every_epoch_also_after_resume(tmp_path, stop_after,
 
 
 def test_interrupt_guard_second_ctrl_c_is_immediate(python_sigint_handler):
-    guard = training._InterruptGuard(True, None)
+    guard = supervisor.InterruptGuard(True, None)
     with guard:
         assert signal.getsignal(signal.SIGINT) == guard._handle
         guard._handle(signal.SIGINT, None)
@@ -397,8 +423,8 @@ def test_diverging_cost_stops_and_keeps_the_checkpoint(tmp_path, capsys):
         model.train_model(index)
         return numpy.float64(next(costs))
 
-    with pytest.raises(training.TrainingDiverged, match=r"nan at iteration 3 .*kept"):
-        training.train_early_stopping(train_model, model.validate_model, model.test_model,
+    with pytest.raises(errors.TrainingDiverged, match=r"nan at iteration 3 .*kept"):
+        loop(train_model, model.validate_model, model.test_model,
                                       model.params, 2, 1, 1, 5, checkpoint=ckpt)
     arrays, meta = read_checkpoint(ckpt)
     assert meta["state"]["next_iter"] == 2  # the checkpoint of the last validation
@@ -415,8 +441,8 @@ def test_nan_parameters_are_never_checkpointed(tmp_path, capsys):
             model.p.set_value(numpy.array([numpy.inf, 0.0, 0.0]))
         return cost
 
-    with pytest.raises(training.TrainingDiverged, match="by iteration 3"):
-        training.train_early_stopping(train_model, model.validate_model, model.test_model,
+    with pytest.raises(errors.TrainingDiverged, match="by iteration 3"):
+        loop(train_model, model.validate_model, model.test_model,
                                       model.params, 2, 1, 1, 5, checkpoint=ckpt)
     arrays, meta = read_checkpoint(ckpt)
     assert meta["state"]["next_iter"] == 2
@@ -428,7 +454,7 @@ def test_nan_parameters_are_never_checkpointed(tmp_path, capsys):
 # ---------------------------------------------------------------------------
 
 def make_state():
-    state = training.LoopState(patience=10, epoch=2, next_iter=13, best_validation_loss=0.25,
+    state = early_stopping.LoopState(patience=10, epoch=2, next_iter=13, best_validation_loss=0.25,
                                best_iter=11, test_score=0.125, elapsed=3.5)
     state.history.append({"epoch": 2, "iteration": 12, "validation_error": 0.25,
                           "test_error": 0.125})
@@ -444,21 +470,21 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
     path = str(tmp_path / "c.npz")
     params = make_params()
     best = [p.get_value() * 2 for p in params]
-    fingerprint = training.config_fingerprint("t", params, learning_rate=0.1, n=(1, 2))
-    training.save_checkpoint(path, params, best, make_state(), fingerprint, names=["W", "b"])
+    fingerprint = checkpoints.config_fingerprint("t", params, learning_rate=0.1, n=(1, 2))
+    checkpoints.save_checkpoint(path, params, best, make_state(), fingerprint, names=["W", "b"])
 
     arrays, meta = read_checkpoint(path)  # allow_pickle=False
     assert sorted(arrays) == ["W", "b", "best_W", "best_b"]
-    assert meta["format"] == training.CHECKPOINT_FORMAT
+    assert meta["format"] == checkpoints.CHECKPOINT_FORMAT
     assert meta["fingerprint"]["floatX"] == pytensor.config.floatX
     assert meta["fingerprint"]["param_shapes"] == [[2, 3], [3]]
     assert set(meta["state"]) >= {"epoch", "next_iter", "patience", "best_validation_loss",
                                   "best_iter", "test_score", "history", "elapsed"}
 
     fresh = [pytensor.shared(numpy.zeros_like(p.get_value())) for p in params]
-    with pytest.raises(training.CheckpointError, match="lacks the array 'param_0'"):
-        training.load_checkpoint(path, fresh, fingerprint)  # other names
-    state, best_params = training.load_checkpoint(path, fresh, fingerprint, names=["W", "b"])
+    with pytest.raises(errors.CheckpointError, match="lacks the array 'param_0'"):
+        checkpoints.load_checkpoint(path, fresh, fingerprint)  # other names
+    state, best_params = checkpoints.load_checkpoint(path, fresh, fingerprint, names=["W", "b"])
     assert state == make_state()
     for a, b in zip(fresh, params):
         assert a.get_value().tobytes() == b.get_value().tobytes()
@@ -470,7 +496,7 @@ def test_checkpoint_names_must_be_distinct(tmp_path):
     params = make_params()
     for names in (["W"], ["W", "W"], ["meta", "b"], ["best_W", "b"]):
         with pytest.raises(ValueError, match="distinct parameter names"):
-            training.save_checkpoint(str(tmp_path / "c.npz"), params, None,
+            checkpoints.save_checkpoint(str(tmp_path / "c.npz"), params, None,
                                      make_state(), {}, names=names)
     assert not os.listdir(tmp_path)
 
@@ -478,9 +504,9 @@ def test_checkpoint_names_must_be_distinct(tmp_path):
 def test_checkpoint_before_any_validation_has_infinite_best(tmp_path):
     path = str(tmp_path / "c.npz")
     params = make_params()
-    fingerprint = training.config_fingerprint("t", params)
-    training.save_checkpoint(path, params, None, training.LoopState(patience=5), fingerprint)
-    state, best = training.load_checkpoint(path, params, fingerprint)
+    fingerprint = checkpoints.config_fingerprint("t", params)
+    checkpoints.save_checkpoint(path, params, None, early_stopping.LoopState(patience=5), fingerprint)
+    state, best = checkpoints.load_checkpoint(path, params, fingerprint)
     assert state.best_validation_loss == math.inf and best is None
 
 
@@ -493,7 +519,7 @@ def test_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        training.atomic_write(str(path), failing_write)
+        atomic_write(str(path), failing_write)
     assert path.read_bytes() == b"old"
 
     def no_replace(src, dst):
@@ -501,7 +527,7 @@ def test_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", no_replace)
     with pytest.raises(OSError, match="crash before rename"):
-        training.atomic_write(str(path), lambda stream: stream.write(b"new"))
+        atomic_write(str(path), lambda stream: stream.write(b"new"))
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.npz"]  # no temporary file left behind
 
@@ -509,7 +535,7 @@ def test_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
 def bad_checkpoints(tmp_path, params, fingerprint):
     """(name, path, expected message) for files load_checkpoint must refuse."""
     good = str(tmp_path / "good.npz")
-    training.save_checkpoint(good, params, None, make_state(), fingerprint)
+    checkpoints.save_checkpoint(good, params, None, make_state(), fingerprint)
     blob = open(good, "rb").read()
     cases = []
 
@@ -556,12 +582,12 @@ def bad_checkpoints(tmp_path, params, fingerprint):
 
 def test_bad_checkpoints_are_refused_and_change_nothing(tmp_path):
     params = make_params()
-    fingerprint = training.config_fingerprint("t", params, learning_rate=0.1)
+    fingerprint = checkpoints.config_fingerprint("t", params, learning_rate=0.1)
     before = [p.get_value().copy() for p in params]
     for name, path, match in bad_checkpoints(tmp_path, params, fingerprint):
         digest = sha256(path) if os.path.exists(path) else None
-        with pytest.raises(training.CheckpointError, match=match):
-            training.load_checkpoint(path, params, fingerprint)
+        with pytest.raises(errors.CheckpointError, match=match):
+            checkpoints.load_checkpoint(path, params, fingerprint)
         for p, value in zip(params, before):
             assert p.get_value().tobytes() == value.tobytes(), name
         if digest:
@@ -574,53 +600,49 @@ def test_bad_checkpoints_are_refused_and_change_nothing(tmp_path):
 
 def test_progress_line_draws_and_clears():
     stream = io.StringIO()
-    progress = training.ProgressLine(stream, interval=0)
-    progress.start(0)
-    progress.update(2, 10, 5, 100, 105, 1000, 75.0)
+    line = progress.ProgressLine(stream, interval=0)
+    line.start(0)
+    line.update(2, 10, 5, 100, 105, 1000, 75.0)
     text = stream.getvalue()
     assert text.startswith("\r") and "epoch 2/10" in text and "minibatch 5/100" in text
     assert "elapsed 1m15s" in text and "ETA" in text
-    progress.clear()
+    line.clear()
     assert stream.getvalue().endswith("\r")
-    assert training._format_seconds(3725) == "1h02m05s"
+    assert progress._format_seconds(3725) == "1h02m05s"
 
 
 def test_no_progress_line_without_a_terminal():
     # pytest captures stdout, so it is not a terminal here
-    assert training.ProgressLine.for_terminal() is None
+    assert progress.ProgressLine.for_terminal() is None
 
 
 def test_write_plots_calls_utils_and_survives_failures(tmp_path, monkeypatch, capsys):
     calls = []
-    fake = types.ModuleType("utils")
-    fake.plot_error_history = lambda history, path, title=None: (
-        calls.append(("history", path, title)), open(path, "wb").close())
-    fake.plot_filters = lambda W, path, **kw: (calls.append(("filters", path, W.shape)),
-                                               open(path, "wb").close())
-    monkeypatch.setitem(sys.modules, "utils", fake)
+    monkeypatch.setattr(utils, "plot_error_history", lambda history, path, title=None: (
+        calls.append(("history", path, title)), open(path, "wb").close()))
+    monkeypatch.setattr(utils, "plot_filters", lambda W, path, **kw: (
+        calls.append(("filters", path, W.shape)), open(path, "wb").close()))
     history = [{"epoch": 1, "iteration": 3, "validation_error": 0.5, "test_error": 0.4}]
-    written = training.write_plots(str(tmp_path / "plots"), "mlp", history, numpy.zeros((784, 4)))
+    written = utils.write_training_plots(str(tmp_path / "plots"), "mlp", history,
+                                         numpy.zeros((784, 4)))
     assert [os.path.basename(p) for p in written] == ["mlp_errors.png", "mlp_filters.png"]
     assert calls[1][2] == (784, 4)
-    assert training.write_plots(None, "mlp", history, None) == []
+    assert utils.write_training_plots(None, "mlp", history, None) == []
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display")
 
-    fake.plot_error_history = broken
-    assert training.write_plots(str(tmp_path), "mlp", history, None) == []
+    monkeypatch.setattr(utils, "plot_error_history", broken)
+    assert utils.write_training_plots(str(tmp_path), "mlp", history, None) == []
     assert "could not write the error history plot" in capsys.readouterr().err
 
 
 def test_write_plots_with_the_real_utils(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    utils = pytest.importorskip("utils")
-    if not hasattr(utils, "plot_error_history"):
-        pytest.skip("utils has no plotting helpers yet")
     history = [{"epoch": e, "iteration": 10 * e, "validation_error": 0.5 / e,
                 "test_error": 0.6 / e} for e in (1, 2, 3)]
     filters = numpy.random.RandomState(0).randn(4, 1, 5, 5)
-    written = training.write_plots(str(tmp_path), "convolutional_mlp", history, filters)
+    written = utils.write_training_plots(str(tmp_path), "convolutional_mlp", history, filters)
     assert capsys.readouterr().err == ""
     assert len(written) == 2
     for path in written:
@@ -630,12 +652,12 @@ def test_write_plots_with_the_real_utils(tmp_path, capsys):
 
 def test_resume_command(monkeypatch):
     monkeypatch.setenv("PYTENSOR_FLAGS", "floatX=float32")
-    command = training.resume_command(["--nkerns", "2,3", "--resume"], "/c k.npz",
+    command = command_line.resume_command(["--nkerns", "2,3", "--resume"], "/c k.npz",
                                       script="code/convolutional_mlp.py")
     assert command == ("PYTENSOR_FLAGS=floatX=float32 python code/convolutional_mlp.py "
                        "--nkerns 2,3 --checkpoint '/c k.npz' --resume")
     monkeypatch.delenv("PYTENSOR_FLAGS")
-    assert training.resume_command(["--checkpoint", "x"], "/abs/x", script="s.py") == (
+    assert command_line.resume_command(["--checkpoint", "x"], "/abs/x", script="s.py") == (
         "python s.py --checkpoint x --resume")
 
 
@@ -672,7 +694,7 @@ def test_logistic_nan_names_the_iteration_and_keeps_the_checkpoint(tiny_mnist, t
     import logistic_sgd
 
     ckpt = str(tmp_path / "ckpt.npz")
-    with pytest.raises(training.TrainingDiverged) as info:
+    with pytest.raises(errors.TrainingDiverged) as info:
         logistic_sgd.sgd_optimization_mnist(
             learning_rate=1e307, n_epochs=10, dataset=tiny_mnist, batch_size=50,
             max_batches=(1, 1, 1), best_model=None, checkpoint=ckpt)
@@ -757,8 +779,7 @@ def test_bad_datasets_end_in_one_line(in_tmp, tiny_mnist, capsys):
     crafted = in_tmp / "crafted.pkl.gz"
     marker = in_tmp / "pwned"
     crafted_pickle(crafted, marker)
-    ckpt = in_tmp / "keep.npz"
-    ckpt.write_bytes(b"precious")
+    ckpt = in_tmp / "new.npz"
     for dataset, fragment in [
         (str(in_tmp / "nope" / "mnist.pkl.gz"), "not found"),
         (str(truncated), "truncated"),
@@ -770,9 +791,48 @@ def test_bad_datasets_end_in_one_line(in_tmp, tiny_mnist, capsys):
                                                        str(ckpt)])
             assert_one_line_error(status, err, 1, fragment)
     assert not marker.exists()
-    assert ckpt.read_bytes() == b"precious"
     assert sorted(os.listdir(in_tmp)) == sorted(["truncated.pkl.gz", "notes.txt",
-                                                 "crafted.pkl.gz", "keep.npz"])
+                                                 "crafted.pkl.gz"])
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("logistic_sgd", []), ("mlp", ["--n-hidden", "7"]),
+    ("convolutional_mlp", ["--nkerns", "2,3", "--batch-size", "50"])])
+def test_an_existing_checkpoint_is_never_replaced(in_tmp, tiny_mnist, capsys, name, extra):
+    """A run that was not asked to resume refuses, before loading anything,
+    to start over an earlier run's checkpoint (or saved model)."""
+    ckpt = in_tmp / f"{name}_checkpoint.npz"  # the default path
+    ckpt.write_bytes(b"hours of training")
+    status, out, err = run_main(capsys, name, ["--dataset", tiny_mnist] + extra)
+    assert_one_line_error(status, err, 1, str(ckpt), "exists", "--resume")
+    assert "... loading data" not in out
+    assert ckpt.read_bytes() == b"hours of training"
+    if name == "logistic_sgd":
+        ckpt.unlink()
+        best = in_tmp / "best_model.npz"
+        best.write_bytes(b"the best model")
+        status, out, err = run_main(capsys, name, ["--dataset", tiny_mnist] + extra)
+        assert_one_line_error(status, err, 1, str(best), "exists")
+        assert best.read_bytes() == b"the best model"
+    assert sorted(os.listdir(in_tmp)) == sorted(
+        [ckpt.name] if name != "logistic_sgd" else ["best_model.npz"])
+
+
+def test_unwritable_outputs_are_found_before_the_data_is_loaded(in_tmp, tiny_mnist, capsys):
+    if os.geteuid() == 0:
+        locked = in_tmp / "file"  # root writes anywhere: a file where a folder must be
+        locked.write_text("")
+        plots, checkpoint = str(locked / "plots"), str(locked / "sub" / "c.npz")
+    else:
+        locked = in_tmp / "locked"
+        locked.mkdir(mode=0o500)
+        plots, checkpoint = str(locked / "plots"), str(locked / "c.npz")
+    for args, fragment in [(["--plots-dir", plots], "plots"),
+                           (["--checkpoint", checkpoint], "checkpoint")]:
+        status, out, err = run_main(capsys, "mlp", ["--dataset", tiny_mnist, "--n-hidden", "7"]
+                                    + args)
+        assert_one_line_error(status, err, 1, fragment)
+        assert "... loading data" not in out
 
 
 def test_bad_checkpoints_end_in_one_line(in_tmp, tiny_mnist, capsys):
@@ -905,7 +965,7 @@ def test_sigint_saves_and_prints_how_to_resume(tiny_mnist, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == training.EXIT_INTERRUPTED, err
+    assert proc.returncode == command_line.EXIT_INTERRUPTED, err
     last = err.strip().splitlines()[-1]
     assert re.match(r"interrupted; resume with: (PYTENSOR_FLAGS=\S+ )?python \S*logistic_sgd\.py ",
                     last), last
@@ -925,10 +985,9 @@ def test_sigint_saves_and_prints_how_to_resume(tiny_mnist, tmp_path):
 
 REUSE_SCRIPT = """
 import sys, numpy
-sys.path.insert(0, sys.argv[1])
-import training
+from pytensor_nnet.tuning import keep_freed_memory
 if sys.argv[2] == "keep":
-    assert training.keep_freed_memory()
+    assert keep_freed_memory()
 first = numpy.empty(6_000_000, numpy.float32)
 address = first.ctypes.data
 del first
@@ -942,7 +1001,7 @@ def test_keep_freed_memory_reuses_freed_blocks():
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
-    code_dir = os.path.dirname(training.__file__)
+    code_dir = CODE
 
     def reused(setting):
         out = subprocess.run([sys.executable, "-c", REUSE_SCRIPT, code_dir, setting],
@@ -953,3 +1012,21 @@ def test_keep_freed_memory_reuses_freed_blocks():
     # is fresh memory to fault in page by page; kept, the block is reused
     assert not reused("default")
     assert reused("keep")
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    ("floatX=float16", "floatX=float16 is not supported; use one of float32, float64"),
+    ("floatX=float33", "floatX=float33 is not supported"),
+    ("mode=NOPE", "mode=NOPE is not supported; use one of FAST_RUN, NUMBA"),
+    ("mode=PYTORCH", "mode=PYTORCH is not supported"),
+    ("floatx=float32", "names 'floatx'; the flag is spelled 'floatX'"),
+])
+@pytest.mark.parametrize("name", ["logistic_sgd", "convolutional_mlp", "lenet5"])
+def test_bad_pytensor_flags_are_one_line_before_anything(tmp_path, flags, fragment, name):
+    for args in (["--help"], ["--dry-run"]):
+        done = script(name, args, tmp_path, env={"PYTENSOR_FLAGS": flags})
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"{name}.py: error: PYTENSOR_FLAGS ") and fragment in line
+        assert done.stdout == ""
+    assert os.listdir(tmp_path) == []

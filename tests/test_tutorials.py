@@ -26,7 +26,7 @@ import pytensor.tensor as pt
 
 import logistic_sgd
 import mlp
-import training
+import errors
 from logistic_sgd import LogisticRegression
 from mlp import MLP, HiddenLayer
 
@@ -287,13 +287,13 @@ def test_predict_refuses_bad_model_files(tiny_mnist, tmp_path, capsys):
         path = tmp_path / name
         if blob is not None:
             path.write_bytes(blob)
-        with pytest.raises(training.CheckpointError):
+        with pytest.raises(errors.CheckpointError):
             logistic_sgd.predict(str(path), tiny_mnist)
     numpy.savez(tmp_path / "shapes.npz", W=numpy.zeros((784, 10)), b=numpy.zeros(3))
-    with pytest.raises(training.CheckpointError, match="expected a float"):
+    with pytest.raises(errors.CheckpointError, match="expected a float"):
         logistic_sgd.predict(str(tmp_path / "shapes.npz"), tiny_mnist)
     numpy.savez(tmp_path / "small.npz", W=numpy.zeros((5, 10)), b=numpy.zeros(10))
-    with pytest.raises(training.CheckpointError, match="inputs of 5 values"):
+    with pytest.raises(errors.CheckpointError, match="inputs of 5 values"):
         logistic_sgd.predict(str(tmp_path / "small.npz"), tiny_mnist)
 
 
@@ -330,13 +330,12 @@ def test_lenet_learns(lenet, tiny_mnist, capsys):
 
 
 def test_lenet_writes_plots_through_utils(lenet, tiny_mnist, tmp_path, monkeypatch, capsys):
-    import types
+    import utils
 
     calls = {}
-    fake = types.ModuleType("utils")
-    fake.plot_error_history = lambda history, path, title=None: calls.update(history=history)
-    fake.plot_filters = lambda W, path, **kw: calls.update(filters=W.shape)
-    monkeypatch.setitem(sys.modules, "utils", fake)
+    monkeypatch.setattr(utils, "plot_error_history",
+                        lambda history, path, title=None: calls.update(history=history))
+    monkeypatch.setattr(utils, "plot_filters", lambda W, path, **kw: calls.update(filters=W.shape))
     result = lenet.evaluate_lenet5(n_epochs=1, dataset=tiny_mnist, plots_dir=str(tmp_path),
                                    **LENET_TINY)
     assert calls == {"history": result.history, "filters": (2, 1, 5, 5)}

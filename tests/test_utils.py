@@ -278,19 +278,20 @@ def test_cli_errors(model, tmp_path):
     assert "layer0_W" in str(info.value.code) and "layer0_b" in str(info.value.code)
     with pytest.raises(SystemExit) as info:
         utils.main(["plot-filters", str(tmp_path / "missing.npz")])
-    assert "no such model file" in str(info.value.code)
+    assert "no saved model at" in str(info.value.code)
 
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, layer0_W=np.array([{"a": 1}], dtype=object))
     with pytest.raises(SystemExit) as info:
         utils.main(["plot-filters", str(pickled), "-o", str(tmp_path / "x.png")])
-    assert "cannot read" in str(info.value.code)
+    assert "not a readable saved model" in str(info.value.code)
+    assert "allow_pickle=False" in str(info.value.code)
 
     not_npz = tmp_path / "model.npz"
     not_npz.write_bytes(b"garbage")
     with pytest.raises(SystemExit) as info:
         utils.main(["plot-filters", str(not_npz)])
-    assert "not a readable .npz" in str(info.value.code)
+    assert "not a readable saved model" in str(info.value.code)
     assert not (tmp_path / "x.png").exists()
 
 

@@ -2,15 +2,14 @@
 name their kernels.
 
 NumPy and SciPy wheels each bundle an OpenBLAS; Numba's ``np.dot``, and so
-PyTensor's Numba backend and our kernels, call SciPy's. ``import
-pytensor_nnet`` sets both to one thread (see :mod:`pytensor_nnet.threads`).
+PyTensor's Numba backend and our kernels, call SciPy's.
+:func:`pytensor_nnet.tune_for_speed` sets both to one thread (see
+:mod:`pytensor_nnet.threads`).
 
 OpenBLAS picks its matrix-product kernels by CPU model when it loads, or as
 ``OPENBLAS_CORETYPE`` says. :func:`kernel_names` tells which it picked: the
-benchmark prints it, because it sets the speed of every product (on our
-AVX-512 machine, where the environment pins ``OPENBLAS_CORETYPE=Haswell``,
-the AVX2 "Haswell" kernels run a 500x800 by 800x500 float32 product in
-3.0 ms, the AVX-512 "SkylakeX" ones in 1.5 ms; measured).
+benchmark prints it, because it sets the speed of every product (the docs'
+performance page compares kernel sets).
 """
 import ctypes
 

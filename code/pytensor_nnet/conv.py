@@ -9,6 +9,11 @@ unless ``filter_flip=False``). Each Op computes with the Numba kernels in
 The gradient Ops take a third "shape carrier" input (the forward's input or
 filters): with strides the size they must produce cannot be recovered from the
 output gradient alone, and under JAX a static shape is needed anyway.
+
+Every Op checks that its inputs' shapes fit together, with the checks of
+:mod:`pytensor_nnet.shapes`: in ``make_node`` on the static shapes, and when
+it runs, in every backend. A gradient computed from shapes that do not fit
+would come out wrong, silently (it did, before these checks).
 """
 import pytensor.tensor as pt
 from pytensor import config
@@ -20,6 +25,11 @@ from pytensor.tensor.type import TensorType
 
 from . import conv_kernels as kernels
 from .shapes import (
+    ShapeError,
+    breaks_hint,
+    check_conv,
+    check_conv_gout,
+    check_conv_output,
     conv_output_length,
     conv_padding,
     int_pair,
@@ -82,18 +92,15 @@ class ConvBase(Op):
             self.output_length(img_shape[3], filt_shape[3], 1),
         )
 
-    def check_channels(self, img_shape, filt_shape):
-        """Graph-time check that input channels == filter channels * groups."""
-        c, cg, o = img_shape[1], filt_shape[1], filt_shape[0]
-        if c is not None and cg is not None and c != cg * self.num_groups:
-            raise ValueError(
-                f"conv2d: input has {c} channels but the filters expect "
-                f"{cg} x num_groups={self.num_groups} = {cg * self.num_groups}"
-            )
-        if o is not None and o % self.num_groups:
-            raise ValueError(
-                f"conv2d: {o} filters cannot be split into num_groups={self.num_groups}"
-            )
+    def check_shapes(self, img, filters, gout=None):
+        """Raise :class:`ShapeError` unless the input, filter and (for a
+        gradient) output gradient shapes fit together; None: unknown."""
+        check_conv(self.op_name, img, filters, self.num_groups)
+        out = self.output_shape(img, filters)
+        if gout is None:
+            check_conv_output(self.op_name, img, filters, out)
+        else:
+            check_conv_gout(self.op_name, img, filters, gout, out)
 
     def copy_with(self, cls):
         return cls(**self._props_dict())
@@ -121,16 +128,13 @@ def static_shape(shape):
 class Conv2d(ConvBase):
     """``out = conv2d(input, filters)`` (see :func:`pytensor_nnet.conv2d`)."""
 
+    op_name = kernels.FORWARD
+
     def make_node(self, img, filters):
         img, filters = as_4d(img, "input"), as_4d(filters, "filters")
-        self.check_channels(img.type.shape, filters.type.shape)
+        self.check_shapes(img.type.shape, filters.type.shape)
         (img, filters), dtype = common_dtype(img, filters)
         out_shape = self.output_shape(img.type.shape, filters.type.shape)
-        if any(s is not None and s <= 0 for s in out_shape[2:]):
-            raise ValueError(
-                f"conv2d: output would be empty (shape {out_shape}): the input "
-                f"{img.type.shape} is smaller than the filters {filters.type.shape}"
-            )
         out = TensorType(dtype, shape=static_shape(out_shape))()
         return Apply(self, [img, filters], [out])
 
@@ -159,9 +163,16 @@ class ConvGradBase(ConvBase):
     def make_node(self, operand, gout, like):
         operand = as_4d(operand, self.operand_name)
         gout, like = as_4d(gout, "output gradient"), as_4d(like, self.like_name)
+        self.check_inputs(operand.type.shape, gout.type.shape, like.type.shape)
         (operand, gout), dtype = common_dtype(operand, gout)
         out = TensorType(dtype, shape=static_shape(like.type.shape))()
         return Apply(self, [operand, gout, like], [out])
+
+    def check_inputs(self, operand, gout, like):
+        """:meth:`check_shapes` on the shapes of the Op's three inputs (the
+        input is ``like`` or ``operand``, as ``like_name`` says)."""
+        img, filters = (like, operand) if self.like_name == "input" else (operand, like)
+        self.check_shapes(img, filters, gout)
 
     def infer_shape(self, *args):
         node, shapes = infer_shape_args(args)
@@ -175,9 +186,11 @@ class Conv2dGradInputs(ConvGradBase):
     """Gradient of ``conv2d`` w.r.t. its input: ``(filters, gout, input_like)``."""
 
     operand_name, like_name = "filters", "input"
+    op_name = kernels.GRAD_INPUTS
 
     def perform(self, node, inputs, outputs):
         filters, gout, img_like = inputs
+        self.check_inputs(filters.shape, gout.shape, img_like.shape)
         height, width = img_like.shape[2:]
         outputs[0][0] = kernels.conv_grad_inputs(
             filters, gout, height, width, self.filter_flip, *self.kernel_args()
@@ -198,9 +211,11 @@ class Conv2dGradWeights(ConvGradBase):
     """Gradient of ``conv2d`` w.r.t. its filters: ``(input, gout, filters_like)``."""
 
     operand_name, like_name = "input", "filters"
+    op_name = kernels.GRAD_WEIGHTS
 
     def perform(self, node, inputs, outputs):
         img, gout, filters_like = inputs
+        self.check_inputs(img.shape, gout.shape, filters_like.shape)
         kh, kw = filters_like.shape[2:]
         outputs[0][0] = kernels.conv_grad_weights(
             img, gout, kh, kw, self.filter_flip, *self.kernel_args()
@@ -217,21 +232,62 @@ class Conv2dGradWeights(ConvGradBase):
         ]
 
 
+class ShapeHint(Op):
+    """``x`` itself, checked against a user's shape hint (``-1``: any size)
+    and with the hint's static shape.
+
+    ``pt.specify_shape`` did this with a generic AssertionError that named
+    neither ``conv2d`` nor the hint; this Op raises :class:`ShapeError` with
+    ``message``, a template for the shape found.
+    """
+
+    __props__ = ("sizes", "message")
+    view_map = {0: [0]}
+
+    def __init__(self, sizes, message):
+        self.sizes, self.message = tuple(sizes), message
+
+    def check(self, shape):
+        if breaks_hint(shape, self.sizes):
+            raise ShapeError(self.message, shape)
+
+    def hinted(self, shape):
+        """``shape`` with the hint's sizes where it gives them."""
+        return tuple(k if s < 0 else s for k, s in zip(shape, self.sizes))
+
+    def make_node(self, x):
+        self.check(x.type.shape)
+        return Apply(self, [x], [TensorType(x.dtype, shape=self.hinted(x.type.shape))()])
+
+    def perform(self, node, inputs, outputs):
+        self.check(inputs[0].shape)
+        outputs[0][0] = inputs[0]
+
+    def infer_shape(self, *args):
+        node, (shape,) = infer_shape_args(args)
+        return [self.hinted(shape)]
+
+    def pullback(self, inputs, outputs, cotangents):
+        return list(cotangents)
+
+
 def _checked_shape(var, shape, what, arg_name):
-    """Apply a user's shape hint: check it now, and at run time via specify_shape."""
+    """Apply a user's shape hint: check it now, and at run time where the
+    static shape does not already hold it."""
     if shape is None:
         return var
     shape = tuple(shape)
     if len(shape) != 4:
         raise ValueError(f"conv2d: {arg_name} must have 4 entries, got {shape!r}")
     hint = tuple(None if s is None else int(s) for s in shape)
-    for axis, (known, given) in enumerate(zip(var.type.shape, hint)):
-        if known is not None and given is not None and known != given:
-            raise ValueError(
-                f"conv2d: {arg_name}={shape} disagrees with the {what}'s "
-                f"shape {var.type.shape} on axis {axis}"
-            )
-    return pt.specify_shape(var, hint)
+    if any(s is not None and s < 0 for s in hint):
+        raise ValueError(f"conv2d: {arg_name} must hold sizes >= 0 or None, got {shape!r}")
+    sizes = tuple(-1 if s is None else s for s in hint)
+    message = f"conv2d: {arg_name}={hint} disagrees with the {what} {{}}"
+    checked = ShapeHint(sizes, message)(var)  # checks the static shape
+    # and again at run time, unless the static shape holds every size hinted
+    at_run_time = any(s >= 0 and k is None for k, s in zip(var.type.shape, sizes))
+    return checked if at_run_time else var
 
 
 def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid",
@@ -270,11 +326,12 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
         Shape ``(batch, n_filters, out_rows, out_cols)`` with
         ``out = (size + 2 * pad - dk) // stride + 1`` on each axis.
     """
+    input_hint = "input_shape"
     if image_shape is not None:
         if input_shape is not None:
             raise TypeError("conv2d: give input_shape or its old name image_shape, not both")
-        input_shape = image_shape
+        input_shape, input_hint = image_shape, "image_shape"
     op = Conv2d(border_mode, subsample, filter_flip, filter_dilation, num_groups)
-    input = _checked_shape(as_4d(input, "input"), input_shape, "input", "input_shape")
+    input = _checked_shape(as_4d(input, "input"), input_shape, "input", input_hint)
     filters = _checked_shape(as_4d(filters, "filters"), filter_shape, "filters", "filter_shape")
     return op(input, filters)

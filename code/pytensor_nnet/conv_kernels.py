@@ -23,6 +23,12 @@ from numba import carray, prange
 
 from . import native
 from .jit import kernel
+from .shapes import check_conv, check_conv_gout, check_conv_output
+
+# the ops' names, as their errors give them
+FORWARD = "conv2d"
+GRAD_INPUTS = "conv2d gradient w.r.t. the input (Conv2dGradInputs)"
+GRAD_WEIGHTS = "conv2d gradient w.r.t. the filters (Conv2dGradWeights)"
 
 # border modes as small ints, so the kernels can resolve padding from the
 # run-time filter size inside nopython code
@@ -107,29 +113,21 @@ def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
 
 
 @kernel
-def check_groups(in_channels, filter_channels, n_filters, groups):
-    if in_channels != filter_channels * groups:
-        raise ValueError(
-            "conv2d: the input's channel count must equal the filters' "
-            "in-channels (filters.shape[1]) times num_groups"
-        )
-    if n_filters % groups != 0:
-        raise ValueError("conv2d: the number of filters must be divisible by num_groups")
+def geometry(img, filters, border, ph, pw, sh, sw, dh, dw):
+    """Padding and output size (ph, pw, oh, ow) for these input and filter shapes."""
+    kh, kw = filters[2], filters[3]
+    ph, pw = resolve_pad(border, ph, kh, dh), resolve_pad(border, pw, kw, dw)
+    return ph, pw, out_length(img[2], kh, ph, sh, dh), out_length(img[3], kw, pw, sw, dw)
 
 
 @kernel
-def check_output(oh, ow):
-    if oh <= 0 or ow <= 0:
-        raise ValueError(
-            "conv2d: the (padded) input is smaller than the (dilated) filter, "
-            "the output would be empty"
-        )
-
-
-@kernel
-def check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw):
-    if oh != out_length(height, kh, ph, sh, dh) or ow != out_length(width, kw, pw, sw, dw):
-        raise ValueError("conv2d gradient: output gradient has the wrong spatial shape")
+def check_grad(op, img, filters, gout, border, ph, pw, sh, sw, dh, dw, groups):
+    """Check the shapes a gradient works with (see :mod:`pytensor_nnet.shapes`);
+    return their :func:`geometry`."""
+    check_conv(op, img, filters, groups)
+    ph, pw, oh, ow = geometry(img, filters, border, ph, pw, sh, sw, dh, dw)
+    check_conv_gout(op, img, filters, gout, (img[0], filters[0], oh, ow))
+    return ph, pw, oh, ow
 
 
 # Images per GEMM: enough rows that BLAS runs near its peak, few enough that
@@ -361,19 +359,19 @@ corr_grad_inputs_call = CORR_GRAD_INPUTS.call
 
 # The drivers: everything that can raise happens here, before the native
 # call (an exception cannot leave a C function). They are compiled into
-# every graph that uses the Ops, so they stay small.
+# every graph that uses the Ops, so they stay small. A gradient driver
+# checks the shapes it derives (the size it is given, the rest from its
+# arrays), which keeps the kernels in bounds; the gradient Ops check the
+# shape their third input carries before calling it (check_grad).
 
 @kernel
 def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
     n_img, channels, height, width = x.shape
     n_filt, cg, kh, kw = w.shape
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    oh = out_length(height, kh, ph, sh, dh)
-    ow = out_length(width, kw, pw, sw, dw)
-    check_output(oh, ow)
+    check_conv(FORWARD, x.shape, w.shape, groups)
+    ph, pw, oh, ow = geometry(x.shape, w.shape, border, ph, pw, sh, sw, dh, dw)
+    check_conv_output(FORWARD, x.shape, w.shape, (n_img, n_filt, oh, ow))
     out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
     params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
                                 ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
@@ -386,14 +384,9 @@ def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
 def conv_grad_weights(x, gout, kh, kw, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Gradient of :func:`conv_forward` w.r.t. filters of size (kh, kw)."""
     n_img, channels, height, width = x.shape
-    n_filt, oh, ow = gout.shape[1], gout.shape[2], gout.shape[3]
-    cg = channels // groups
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
-    if gout.shape[0] != n_img:
-        raise ValueError("conv2d gradient: output gradient has the wrong number of images")
+    n_filt, cg = gout.shape[1], channels // groups
+    ph, pw, oh, ow = check_grad(GRAD_WEIGHTS, x.shape, (n_filt, cg, kh, kw), gout.shape,
+                                border, ph, pw, sh, sw, dh, dw, groups)
     gw = np.zeros((n_filt, cg, kh, kw), dtype=x.dtype)
     params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
                                 ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
@@ -405,16 +398,11 @@ def conv_grad_weights(x, gout, kh, kw, flip, border, ph, pw, sh, sw, dh, dw, gro
 @kernel
 def conv_grad_inputs(w, gout, height, width, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Gradient of :func:`conv_forward` w.r.t. an input of size (height, width)."""
-    n_img, n_filt, oh, ow = gout.shape
-    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    n_img = gout.shape[0]
+    n_filt, cg, kh, kw = w.shape
     channels = cg * groups
-    check_groups(channels, cg, n_filt, groups)
-    ph = resolve_pad(border, ph, kh, dh)
-    pw = resolve_pad(border, pw, kw, dw)
-    check_gout(oh, ow, height, width, kh, kw, ph, pw, sh, sw, dh, dw)
-    if w.shape[0] != n_filt:
-        raise ValueError("conv2d gradient: the filters and the output gradient disagree "
-                         "on the number of filters")
+    ph, pw, oh, ow = check_grad(GRAD_INPUTS, (n_img, channels, height, width), w.shape,
+                                gout.shape, border, ph, pw, sh, sw, dh, dw, groups)
     gx = np.empty((n_img, channels, height, width), dtype=gout.dtype)
     params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
                                 ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))

@@ -8,8 +8,8 @@ the product in blocks of rows on Numba's threads
 (:func:`pytensor_nnet.matmul_kernels.blocked_dot`).
 
 The rewrite replaces every product of two float32 matrices (PyTensor's
-``Dot``) in graphs compiled after ``import pytensor_nnet``, late, once the
-gradient graph is built. Under the C linker PyTensor has turned them into its
+``Dot``) late, once the gradient graph is built; like the tanh rewrite it is
+registered by :func:`pytensor_nnet.tune_for_speed`, not by the import. Under the C linker PyTensor has turned them into its
 own BLAS Ops by then and they stay as they are; under JAX the Op is
 ``jnp.dot``.
 """
@@ -60,7 +60,12 @@ def local_blocked_dot(fgraph, node):
     return [BlockedDot()(a, b)]
 
 
-# with the tanh rewrite, after canonicalisation and specialisation (the
-# gradient graph is complete), before elementwise fusion (49)
-optdb.register("pytensor_nnet_blocked_dot", in2out(local_blocked_dot), "fast_run",
-               position=48.5)
+REWRITE_NAME = "pytensor_nnet_blocked_dot"
+
+
+def register_rewrite():
+    """Put the rewrite in PyTensor's ``fast_run`` rewrites (once)."""
+    if REWRITE_NAME not in optdb:
+        # with the tanh rewrite, after canonicalisation and specialisation
+        # (the gradient graph is complete), before elementwise fusion (49)
+        optdb.register(REWRITE_NAME, in2out(local_blocked_dot), "fast_run", position=48.5)

@@ -1,12 +1,11 @@
 """The C library's float32 ``tanh``, vectorised, for the Numba backend.
 
 PyTensor's Numba backend computes a float32 ``tanh`` by calling the C
-library's scalar ``tanhf`` once per element: about 12 ns each, 16 ms of a
-LeNet training step for the first layer alone, because a loop around an
-opaque call cannot use SIMD. The original Theano called the same ``tanhf``
+library's scalar ``tanhf`` once per element, and a loop around an opaque
+call cannot use SIMD (the docs' performance page has the cost). The original Theano called the same ``tanhf``
 (glibc's, which up to glibc 2.40 is fdlibm's algorithm), and the tutorial's
 float32 printout depends on its exact roundings: a correctly rounded tanh
-moved epoch 2's validation error from 6.18 % to 6.19 % (measured).
+moved epoch 2's validation error from 6.18 % to 6.19 %.
 
 So this module re-implements fdlibm's ``tanhf`` and the part of its
 ``expm1f`` that ``tanhf`` uses, in float32 arithmetic, step for step, but
@@ -116,8 +115,7 @@ def tanh_float32(x):
 def tanh_run(src, out):
     """out[i] = tanh(src[i]) over two flat arrays. A function of its own, over
     whole arrays, so that the loop vectorises: inside the parallel loop below,
-    or from a start index to a stop, it did not (3.5-3.9 ms instead of 1.8
-    for LeNet's first layer on one thread)."""
+    or from a start index to a stop, it did not (about half the speed)."""
     for i in range(src.size):
         out[i] = tanh_float32(src[i])
 

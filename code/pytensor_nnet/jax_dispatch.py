@@ -1,4 +1,5 @@
-"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv, pool, tanh and dot Ops.
+"""JAX backend (``mode='JAX'``, PyTensor's GPU path) for the conv, pool, tanh and dot Ops
+and conv2d's shape hints.
 
 Convolution maps to ``jax.lax.conv_general_dilated`` (cuDNN on a GPU); its
 two gradients are the VJPs of that forward, which XLA turns into the usual
@@ -6,6 +7,9 @@ transposed convolutions. Pooling is written out over window offsets so that it
 keeps Theano's rules (clipped border windows, max gradient to every tied
 maximum) exactly; window bounds are static, computed by the same
 ``window_ranges`` as the Numba kernels.
+
+Shapes are static while JAX traces, so the Ops' shape checks run then, on
+the same Python code as at graph build time: no cost per call.
 """
 import jax
 import jax.numpy as jnp
@@ -14,7 +18,7 @@ from jax import lax
 from pytensor.link.jax.dispatch import jax_funcify
 
 from . import pool_kernels
-from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .shapes import conv_padding
@@ -26,6 +30,7 @@ def conv_forward_fn(op):
     (sh, sw), (dh, dw) = op.subsample, op.filter_dilation
 
     def forward(img, filters):
+        op.check_shapes(img.shape, filters.shape)
         kh, kw = filters.shape[2:]
         ph, pw = conv_padding(op.border_mode, (kh, kw), op.filter_dilation)
         if op.filter_flip:
@@ -53,6 +58,7 @@ def jax_funcify_Conv2dGradInputs(op, **kwargs):
     forward = conv_forward_fn(op)
 
     def grad_inputs(filters, gout, img_like):
+        op.check_inputs(filters.shape, gout.shape, img_like.shape)
         # forward is linear in img: its VJP at any point is the gradient
         zeros = jnp.zeros(img_like.shape, gout.dtype)
         _, vjp = jax.vjp(lambda img: forward(img, filters), zeros)
@@ -66,6 +72,7 @@ def jax_funcify_Conv2dGradWeights(op, **kwargs):
     forward = conv_forward_fn(op)
 
     def grad_weights(img, gout, filters_like):
+        op.check_inputs(img.shape, gout.shape, filters_like.shape)
         zeros = jnp.zeros(filters_like.shape, gout.dtype)
         _, vjp = jax.vjp(lambda filters: forward(img, filters), zeros)
         return vjp(gout)[0]
@@ -133,6 +140,7 @@ def jax_funcify_Pool(op, **kwargs):
 @jax_funcify.register(PoolGrad)
 def jax_funcify_PoolGrad(op, **kwargs):
     def pool_grad(x, out, gout):
+        op.check_inputs(x.shape, out.shape, gout.shape)
         layout = pool_layout(op, x)
         canvas = layout.to_canvas(x)
         if op.mode in ("sum", "max"):
@@ -148,6 +156,15 @@ def jax_funcify_PoolGrad(op, **kwargs):
         return grad[layout.image_slice()]
 
     return pool_grad
+
+
+@jax_funcify.register(ShapeHint)
+def jax_funcify_ShapeHint(op, **kwargs):
+    def shape_hint(x):
+        op.check(x.shape)
+        return x
+
+    return shape_hint
 
 
 @jax_funcify.register(Tanh32)

@@ -46,6 +46,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
+from . import threads
 from .jit import kernel
 
 #: What a kernel returns when it ran; the call returns UNAVAILABLE when the
@@ -102,6 +103,7 @@ class NativeKernel:
             raise TypeError(f"{self.name}: no kernel for {dtype} (only {self.dtypes})")
         slot = self._slots[dtype][1]
         if not slot.value:
+            threads.start_workers()  # the kernels' choice of Numba's threading layer
             compiled = numba.cfunc(self.signature(dtype), cache=True, fastmath=False)(self.body)
             self._compiled[dtype] = compiled
             slot.value = compiled.address

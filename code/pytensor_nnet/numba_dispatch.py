@@ -1,4 +1,5 @@
-"""Numba backend (PyTensor's default mode) for the conv, pool, tanh and dot Ops.
+"""Numba backend (PyTensor's default mode) for the conv, pool, tanh and dot Ops
+and conv2d's shape hints.
 
 Each dispatch returns a small jitted wrapper around the same driver that
 ``perform`` calls, with the Op's properties as constants. The drivers take
@@ -10,9 +11,9 @@ function, not to its first call.
 
 PyTensor caches the compiled graph, drivers included, under a key made of
 the Op's properties and the integer returned beside the function: a hash of
-the kernel and driver sources, so that an edited or upgraded kernel is never
-served from a stale cache (it was, before this key: a fixed kernel kept
-running its old code).
+the kernel and driver sources (and of the shape checks they compile in), so
+that an edited or upgraded kernel is never served from a stale cache (it
+was, before this key: a fixed kernel kept running its old code).
 """
 import inspect
 from hashlib import sha256
@@ -20,17 +21,18 @@ from hashlib import sha256
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels
-from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels, shapes
+from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .tanh_op import Tanh32
 
 
 def source_version(*modules):
-    """An integer that changes whenever the source of ``modules`` does."""
+    """An integer that changes whenever the source of ``modules`` does, or
+    of :mod:`pytensor_nnet.shapes`, whose checks the drivers compile in."""
     digest = sha256()
-    for module in modules:
+    for module in (*modules, shapes):
         digest.update(inspect.getsource(module).encode())
     return int(digest.hexdigest()[:15], 16)
 
@@ -66,11 +68,12 @@ def numba_funcify_Conv2d(op, node=None, **kwargs):
 @register_funcify_default_op_cache_key(Conv2dGradInputs)
 def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
     build(node, conv_kernels.CORR_GRAD_INPUTS)
-    flip, args = op.filter_flip, op.kernel_args()
-    grad_inputs = conv_kernels.conv_grad_inputs
+    flip, args, name = op.filter_flip, op.kernel_args(), op.op_name
+    check, grad_inputs = conv_kernels.check_grad, conv_kernels.conv_grad_inputs
 
     @numba_basic.numba_njit
     def conv2d_grad_inputs(filters, gout, img_like):
+        check(name, img_like.shape, filters.shape, gout.shape, *args)
         return grad_inputs(filters, gout, img_like.shape[2], img_like.shape[3], flip, *args)
 
     return conv2d_grad_inputs, CONV_VERSION
@@ -79,15 +82,30 @@ def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
 @register_funcify_default_op_cache_key(Conv2dGradWeights)
 def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
     build(node, conv_kernels.CORR_GRAD_WEIGHTS)
-    flip, args = op.filter_flip, op.kernel_args()
-    grad_weights = conv_kernels.conv_grad_weights
+    flip, args, name = op.filter_flip, op.kernel_args(), op.op_name
+    check, grad_weights = conv_kernels.check_grad, conv_kernels.conv_grad_weights
 
     @numba_basic.numba_njit
     def conv2d_grad_weights(img, gout, filters_like):
+        check(name, img.shape, filters_like.shape, gout.shape, *args)
         kh, kw = filters_like.shape[2], filters_like.shape[3]
         return grad_weights(img, gout, kh, kw, flip, *args)
 
     return conv2d_grad_weights, CONV_VERSION
+
+
+@register_funcify_default_op_cache_key(ShapeHint)
+def numba_funcify_ShapeHint(op, node=None, **kwargs):
+    sizes, message = op.sizes, op.message
+    breaks_hint, error = shapes.breaks_hint, shapes.ShapeError
+
+    @numba_basic.numba_njit
+    def shape_hint(x):
+        if breaks_hint(x.shape, sizes):
+            raise error(message, x.shape)
+        return x
+
+    return shape_hint, CONV_VERSION
 
 
 @register_funcify_default_op_cache_key(Pool)

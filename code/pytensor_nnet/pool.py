@@ -4,7 +4,9 @@ Pooling works over the last two axes of any tensor with at least two. The
 forward Op computes with :mod:`pytensor_nnet.pool_kernels` (``perform`` and
 the Numba backend) or ``jax`` (see :mod:`pytensor_nnet.jax_dispatch`); its
 gradient is the ``PoolGrad`` Op, whose own gradient is a pool again for the
-linear (sum and average) modes.
+linear (sum and average) modes. ``PoolGrad`` checks that its inputs' shapes
+fit together (:func:`pytensor_nnet.shapes.check_pool_grad`), when the graph
+is built and when it runs.
 """
 import warnings
 
@@ -16,7 +18,7 @@ from pytensor.tensor.type import TensorType
 
 from . import pool_kernels as kernels
 from .conv import infer_shape_args, static_shape
-from .shapes import int_pair, pool_output_length
+from .shapes import check_pool_grad, int_pair, pool_output_length
 
 
 class PoolBase(Op):
@@ -95,8 +97,14 @@ class PoolGrad(PoolBase):
         out, gout = pt.as_tensor_variable(out), pt.as_tensor_variable(gout)
         if gout.ndim != x.ndim or out.ndim != x.ndim:
             raise ValueError("pool_2d gradient: x, out and gout must have the same ndim")
+        self.check_inputs(x.type.shape, out.type.shape, gout.type.shape)
         gout = pt.cast(gout, x.dtype) if gout.dtype != x.dtype else gout
         return Apply(self, [x, out, gout], [x.type()])
+
+    def check_inputs(self, x, out, gout):
+        """Raise ShapeError unless ``out`` and ``gout`` have ``x``'s pooled
+        shape (None: unknown). The kernels' driver runs the same check."""
+        check_pool_grad(kernels.GRAD, x, out, gout, self.output_shape(x))
 
     def perform(self, node, inputs, outputs):
         x, out, gout = inputs

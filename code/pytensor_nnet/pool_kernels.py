@@ -16,9 +16,13 @@ from numba import carray, prange
 
 from . import native
 from .jit import kernel
+from .shapes import check_pool_grad
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 MAX, SUM, AVERAGE_INC_PAD, AVERAGE_EXC_PAD = range(4)
+
+# the gradient Op's name, as its errors give it
+GRAD = "pool_2d gradient (PoolGrad)"
 
 
 @kernel
@@ -272,11 +276,7 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     n_img = n_images(x.shape)
     oh = out_length(height, ws_h, st_h, pad_h, ignore_border)
     ow = out_length(width, ws_w, st_w, pad_w, ignore_border)
-    if gout.shape[-2] != oh or gout.shape[-1] != ow or n_images(gout.shape) != n_img:
-        raise ValueError("pool_2d gradient: output gradient has the wrong shape")
-    if mode == MAX and (out.shape[-2] != oh or out.shape[-1] != ow
-                        or n_images(out.shape) != n_img):
-        raise ValueError("pool_2d gradient: the pooled output has the wrong shape")
+    check_pool_grad(GRAD, x.shape, out.shape, gout.shape, x.shape[:-2] + (oh, ow))
     if grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow) == OVERLAPPING:
         gx = np.zeros(x.shape, dtype=gout.dtype)
     else:

@@ -3,9 +3,16 @@
 Everything here is plain Python on ints, so the same formulas serve graph
 construction (static shapes), ``infer_shape`` (symbolic shapes) and the
 kernels' own checks.
+
+The shape checks are also compiled into the Numba drivers
+(``register_jitable``), so that every backend refuses the same shapes with
+the same message: at graph build time on static shapes (``None`` where
+unknown), in ``perform`` and under JAX on the arrays' shapes, and in the
+Numba drivers.
 """
 import numpy as np
 import pytensor.tensor as pt
+from numba.extending import register_jitable
 
 
 def int_pair(value, name, minimum):
@@ -81,3 +88,86 @@ def pool_output_length(size, ws, stride, pad, ignore_border):
     if stride >= ws:
         return (v + stride - 1) // stride
     return maximum(0, (v - 1 - ws + stride) // stride) + 1
+
+
+class ShapeError(ValueError):
+    """Shapes an Op was given do not fit together.
+
+    ``args``: a message template and the values it formats (the op's name,
+    shapes). Numba can raise an exception only with values, so the text is
+    made here, when it is read.
+    """
+
+    def __str__(self):
+        if len(self.args) < 2:
+            # a plain message (PyTensor rebuilds a raised error from its text)
+            return super().__str__()
+        template, *values = self.args
+        return template.format(*values)
+
+
+@register_jitable
+def differ(a, b):
+    """Whether sizes ``a`` and ``b`` are both known (not None) and differ."""
+    return a is not None and b is not None and a != b
+
+
+@register_jitable
+def disagree(shape, expected):
+    """Whether ``shape`` differs from ``expected`` where both are known."""
+    if len(shape) != len(expected):
+        return True
+    for axis in range(len(shape)):
+        if differ(shape[axis], expected[axis]):
+            return True
+    return False
+
+
+@register_jitable
+def breaks_hint(shape, sizes):
+    """Whether ``shape`` differs from a hint's ``sizes`` (-1: any size, as
+    compiled code has no None) where both are known."""
+    for axis in range(len(shape)):
+        if sizes[axis] >= 0 and differ(shape[axis], sizes[axis]):
+            return True
+    return False
+
+
+@register_jitable
+def check_conv(op, img, filters, groups):
+    """The input has the channels the filters expect, and the filters split
+    into ``groups``."""
+    if filters[1] is not None and differ(img[1], filters[1] * groups):
+        raise ShapeError("{}: the input {} has {} channels but the filters {} expect "
+                         "{} x num_groups={}", op, img, img[1], filters, filters[1], groups)
+    if filters[0] is not None and filters[0] % groups != 0:
+        raise ShapeError("{}: the {} filters {} cannot be split into num_groups={}",
+                         op, filters[0], filters, groups)
+
+
+@register_jitable
+def check_conv_output(op, img, filters, out):
+    """The forward's output ``out`` (computed from the shapes) is not empty."""
+    for axis in (2, 3):
+        if out[axis] is not None and out[axis] <= 0:
+            raise ShapeError("{}: the output would be empty (shape {}): the (padded) input {} "
+                             "is smaller than the (dilated) filters {}", op, out, img, filters)
+
+
+@register_jitable
+def check_conv_gout(op, img, filters, gout, out):
+    """A gradient's output gradient has the forward's output shape ``out``."""
+    if disagree(gout, out):
+        raise ShapeError("{}: the output gradient {} does not have the output's shape {} "
+                         "(from the input {} and the filters {})", op, gout, out, img, filters)
+
+
+@register_jitable
+def check_pool_grad(op, x, out, gout, pooled):
+    """The pooled output and its gradient have the shape ``pooled`` of ``x`` pooled."""
+    if disagree(gout, pooled):
+        raise ShapeError("{}: the output gradient {} does not have the pooled shape {} of "
+                         "the input {}", op, gout, pooled, x)
+    if disagree(out, pooled):
+        raise ShapeError("{}: the pooled output {} does not have the pooled shape {} of "
+                         "the input {}", op, out, pooled, x)

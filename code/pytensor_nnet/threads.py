@@ -1,21 +1,23 @@
 """One thread pool for the kernels: Numba's threads over blocks of images.
 
 The conv and pool kernels split a batch into blocks and run the blocks on
-Numba's threads; each block calls BLAS for its matrix product. BLAS must then
-run on one thread: two pools that both spin for work (OpenBLAS's and Numba's)
-fight over the cores, and on a 2-core machine a training step became 0.5-24 s
-instead of 0.2 s (measured). So, on import, :func:`use_one_pool` sets the
-OpenBLAS libraries loaded in the process (NumPy's and SciPy's, which Numba's
-``np.dot`` calls; see :mod:`pytensor_nnet.blas`) to one thread and leaves
-the parallelism to Numba.
+Numba's threads; each block calls BLAS for its matrix product. For speed,
+BLAS should then run on one thread: two pools that both spin for work
+(OpenBLAS's and Numba's) fight over the cores (see the performance page of
+the docs). Importing the package changes nothing; :func:`use_one_pool`
+(called by :func:`pytensor_nnet.tune_for_speed`) sets the OpenBLAS libraries
+loaded in the process (NumPy's and SciPy's, which Numba's ``np.dot`` calls;
+see :mod:`pytensor_nnet.blas`) to one thread and leaves the parallelism to
+Numba.
 
 Numba's thread count follows its own settings (``NUMBA_NUM_THREADS``, all
-cores by default) and :func:`set_num_threads` changes it. Numba's
-``workqueue`` threading layer is chosen unless ``NUMBA_THREADING_LAYER`` says
-otherwise: its workers sleep when idle, while the OpenMP layer's spinning
-workers made a kernel 5x slower whenever another process used a core
-(measured). The workqueue layer does not allow parallel kernels launched from
-two Python threads at once; set ``NUMBA_THREADING_LAYER=omp`` if you do that.
+cores by default) and :func:`set_num_threads` changes it. When the kernels
+are the first to start Numba's workers, they ask for Numba's ``workqueue``
+threading layer unless ``NUMBA_THREADING_LAYER`` says otherwise: its workers
+sleep when idle, while the OpenMP layer's spin and slow a kernel down
+whenever another process uses a core. The workqueue layer does not allow
+parallel kernels launched from two Python threads at once; set
+``NUMBA_THREADING_LAYER=omp`` if you do that.
 """
 import os
 
@@ -41,10 +43,18 @@ def get_num_threads():
     return numba.get_num_threads()
 
 
-def use_one_pool():
-    """Single-threaded BLAS, Numba's workers started (see the module docstring)."""
+def start_workers():
+    """Start Numba's workers (the workqueue layer unless the user chose one).
+
+    Called before a kernel is loaded: cached parallel kernels need the
+    workers running before they load.
+    """
     if "NUMBA_THREADING_LAYER" not in os.environ and not numba_parallel._is_initialized:
         numba.config.THREADING_LAYER = "workqueue"
-    # Cached parallel kernels need Numba's workers running before they load.
     numba_parallel._launch_threads()
+
+
+def use_one_pool():
+    """Single-threaded BLAS, Numba's workers started (see the module docstring)."""
+    start_workers()
     set_blas_threads(1)
