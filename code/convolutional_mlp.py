@@ -61,7 +61,7 @@ PARAM_NAMES = [f"layer{k}_{p}" for k in (3, 2, 1, 0) for p in ("W", "b")]
 
 # start-snippet-1
 class LeNetConvPoolLayer:
-    """A convolution layer followed by max-pooling, a bias and tanh.
+    r"""A convolution layer followed by max-pooling, a bias and tanh.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ class LeNetConvPoolLayer:
     Each unit sees ``fan_in = maps * filter height * filter width`` inputs
     and, through the pooling, sends gradients to ``fan_out = filters *
     filter height * filter width / pool area`` units below; the filters are
-    drawn uniformly from :math:`\\pm\\sqrt{6 / (fan_{in} + fan_{out})}`.
+    drawn uniformly from :math:`\pm\sqrt{6 / (fan_{in} + fan_{out})}`.
     """
 
     def __init__(self, rng, input, filter_shape, image_shape, poolsize=(2, 2)):

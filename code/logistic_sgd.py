@@ -1,15 +1,15 @@
-"""Multi-class logistic regression on MNIST, trained by minibatch SGD.
+r"""Multi-class logistic regression on MNIST, trained by minibatch SGD.
 
 The model maps an input vector :math:`x` to class probabilities with one
 affine map followed by a softmax,
 
 .. math::
 
-    P(Y = i \\mid x, W, b) = \\mathrm{softmax}_i(x W + b)
-                           = \\frac{e^{x W_i + b_i}}{\\sum_j e^{x W_j + b_j}},
+    P(Y = i \mid x, W, b) = \mathrm{softmax}_i(x W + b)
+                           = \frac{e^{x W_i + b_i}}{\sum_j e^{x W_j + b_j}},
 
-and predicts the most probable class, :math:`y_{pred} = \\arg\\max_i
-P(Y = i \\mid x, W, b)`.  Training minimises the mean negative
+and predicts the most probable class, :math:`y_{pred} = \arg\max_i
+P(Y = i \mid x, W, b)`.  Training minimises the mean negative
 log-likelihood of the correct labels over each minibatch, with early stopping
 on a validation set (see :func:`early_stopping.train_early_stopping`).
 
@@ -113,12 +113,12 @@ class LogisticRegression:
 
     # start-snippet-2
     def negative_log_likelihood(self, y):
-        """Mean negative log-probability of the correct labels.
+        r"""Mean negative log-probability of the correct labels.
 
         .. math::
 
-            \\ell(\\theta = \\{W, b\\}, \\mathcal{D}) = -\\frac{1}{|\\mathcal{D}|}
-            \\sum_{i=0}^{|\\mathcal{D}| - 1} \\log P(Y = y^{(i)} \\mid x^{(i)}, W, b)
+            \ell(\theta = \{W, b\}, \mathcal{D}) = -\frac{1}{|\mathcal{D}|}
+            \sum_{i=0}^{|\mathcal{D}| - 1} \log P(Y = y^{(i)} \mid x^{(i)}, W, b)
 
         The mean (not the sum) keeps the step size of SGD roughly
         independent of the minibatch size.

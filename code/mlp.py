@@ -48,7 +48,7 @@ __all__ = ["HiddenLayer", "MLP", "build_model", "main", "test_mlp"]
 
 # start-snippet-1
 class HiddenLayer:
-    """A fully connected layer: ``activation(dot(input, W) + b)``.
+    r"""A fully connected layer: ``activation(dot(input, W) + b)``.
 
     Parameters
     ----------
@@ -71,7 +71,7 @@ class HiddenLayer:
     Notes
     -----
     Fresh weights are drawn uniformly from
-    :math:`\\pm\\sqrt{6 / (n_{in} + n_{out})}`, a range suited to ``tanh``
+    :math:`\pm\sqrt{6 / (n_{in} + n_{out})}`, a range suited to ``tanh``
     units [Xavier10]_, and multiplied by 4 for the logistic sigmoid, whose
     slope at 0 is a quarter of tanh's.  Other activations get the tanh
     range.

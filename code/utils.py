@@ -275,7 +275,7 @@ def plot_error_history(history, path, title="Error rates during training"):
         (int, counted from 1), ``'iteration'`` (int),
         ``'validation_error'`` (float, a fraction) and ``'test_error'``
         (float fraction or ``None``: the test error of the best model so
-        far, as recorded by ``training.py``). Missing or non-finite test
+        far, as recorded by ``early_stopping.py``). Missing or non-finite test
         errors are left out of the test curve.
     path : str or os.PathLike
         The PNG file to write (atomically).
