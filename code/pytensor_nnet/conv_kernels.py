@@ -1,13 +1,17 @@
-"""Numba kernels for 2-D convolution on NCHW arrays: im2row + one GEMM per block.
+"""Numba kernels for 2-D convolution on NCHW arrays: unrolled patches + one GEMM per block.
 
 The three Ops (forward, gradient w.r.t. the input, gradient w.r.t. the
-filters) all reduce to the same two moves:
+filters) all reduce to moves of patches around one matrix product:
 
-* ``im2row`` unrolls every receptive field of an image into a row, so a
+* ``im2col`` unrolls every receptive field of an image into a column, so a
   correlation with all filters becomes one matrix product
   ``(filters, K) @ (K, positions)``; a block of images is unrolled side by
-  side so that the product is large enough for BLAS to run near its peak;
-* ``row2im`` is its transpose: it adds rows back onto the image.
+  side so that the product is large enough for BLAS to run near its peak.
+  Its copies run along output rows, as long as the image is wide (24
+  numbers for LeNet's first layer), and the forward product needs no
+  transposed operand;
+* ``col2im`` is its transpose: it adds the columns back onto the images
+  (the gradient w.r.t. the input).
 
 The kernels work on the *correlation* form of the filters and write into
 arrays they are given; the native kernels built from them (compiled once per
@@ -53,63 +57,94 @@ def out_length(size, k, pad, stride, dilation):
     return (size + 2 * pad - ((k - 1) * dilation + 1)) // stride + 1
 
 
+# Indices into arrays are unsigned where an offset's sign is not known to
+# the compiler: Numba checks every signed index for wraparound (a negative
+# index counts from the end), and a loop with those checks does not
+# vectorise (an unrolled first layer took 3 times as long).
+
+@kernel(forceinline=True)
+def copy_run(dst, d0, src, s0, n):
+    """dst[d0:d0+n] = src[s0:s0+n]"""
+    d, s = np.uint64(d0), np.uint64(s0)
+    for j in range(np.uint64(n)):
+        dst[d + j] = src[s + j]
+
+
+@kernel(forceinline=True)
+def add_run(dst, d0, src, s0, n):
+    """dst[d0:d0+n] += src[s0:s0+n]"""
+    d, s = np.uint64(d0), np.uint64(s0)
+    for j in range(np.uint64(n)):
+        dst[d + j] += src[s + j]
+
+
 @kernel
-def im2row(img, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, r0):
-    """Unroll receptive fields into rows:
-    ``rows[r0 + i*ow + j, (c, a, b)] = padded img[c, i*sh + a*dh, j*sw + b*dw]``.
+def im2col(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols):
+    """Unroll the receptive fields of images n0 .. n0+nb-1, channels c0 ..
+    c0+cg-1, into columns, the images side by side:
+    ``cols[(c, a, b), n*oh*ow + i*ow + j] = padded x[n0 + n, c0 + c, i*sh + a*dh, j*sw + b*dw]``.
+    Row by row of ``cols``, each written from start to end (written image by
+    image, a block took twice as long).
     """
-    channels, height, width = img.shape
-    for i in range(oh):
-        for j in range(ow):
-            row = rows[r0 + i * ow + j]
-            c0 = j * sw - pw
-            # most patches lie wholly inside the image: copy them unchecked
-            inside = c0 >= 0 and c0 + (kw - 1) * dw < width
-            for c in range(channels):
-                for a in range(kh):
-                    r = i * sh + a * dh - ph
-                    base = (c * kh + a) * kw
-                    if r < 0 or r >= height:
-                        row[base:base + kw] = 0
-                        continue
-                    src = img[c, r]
-                    if inside and dw == 1:
-                        # unit dilation: a contiguous run, which LLVM vectorises
-                        for b in range(kw):
-                            row[base + b] = src[c0 + b]
-                    elif inside:
-                        for b in range(kw):
-                            row[base + b] = src[c0 + b * dw]
-                    else:
-                        for b in range(kw):
-                            cc = c0 + b * dw
-                            row[base + b] = src[cc] if 0 <= cc < width else 0
+    height, width = x.shape[2], x.shape[3]
+    positions = oh * ow
+    for c in range(cg):
+        for a in range(kh):
+            for b in range(kw):
+                dst = cols[(c * kh + a) * kw + b]
+                col0 = b * dw - pw
+                # most output rows read a run wholly inside the image: copy it unchecked
+                inside = col0 >= 0 and col0 + (ow - 1) * sw < width
+                for n in range(nb):
+                    channel = x[n0 + n, c0 + c]
+                    for i in range(oh):
+                        r = i * sh + a * dh - ph
+                        d0 = n * positions + i * ow
+                        if r < 0 or r >= height:
+                            for j in range(ow):
+                                dst[d0 + j] = 0
+                            continue
+                        src = channel[r]
+                        if inside and sw == 1:
+                            copy_run(dst, d0, src, col0, ow)
+                        elif inside:
+                            for j in range(ow):
+                                dst[d0 + j] = src[col0 + j * sw]
+                        else:
+                            for j in range(ow):
+                                cc = col0 + j * sw
+                                dst[d0 + j] = src[cc] if 0 <= cc < width else 0
 
 
 @kernel
-def row2im(rows, r0, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, img):
-    """Add rows ``r0 + (i, j)`` back onto ``img``: the transpose of :func:`im2row`."""
-    channels, height, width = img.shape
-    for i in range(oh):
-        for j in range(ow):
-            row = rows[r0 + i * ow + j]
-            c0 = j * sw - pw
-            inside = c0 >= 0 and c0 + (kw - 1) * dw < width
-            for c in range(channels):
-                for a in range(kh):
-                    r = i * sh + a * dh - ph
-                    if r < 0 or r >= height:
-                        continue
-                    dst = img[c, r]
-                    base = (c * kh + a) * kw
-                    if inside and dw == 1:
-                        for b in range(kw):
-                            dst[c0 + b] += row[base + b]
-                        continue
-                    for b in range(kw):
-                        cc = c0 + b * dw
-                        if 0 <= cc < width:
-                            dst[cc] += row[base + b]
+def col2im(cols, gx, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow):
+    """Add the columns back onto images n0 .. n0+nb-1, channels c0 ..
+    c0+cg-1 of ``gx``: the transpose of :func:`im2col`. The filter offsets
+    run backwards, so that each cell adds its terms in the order of the
+    output positions they come from."""
+    height, width = gx.shape[2], gx.shape[3]
+    positions = oh * ow
+    for c in range(cg):
+        for a in range(kh - 1, -1, -1):
+            for b in range(kw - 1, -1, -1):
+                src = cols[(c * kh + a) * kw + b]
+                col0 = b * dw - pw
+                inside = col0 >= 0 and col0 + (ow - 1) * sw < width
+                for n in range(nb):
+                    channel = gx[n0 + n, c0 + c]
+                    for i in range(oh):
+                        r = i * sh + a * dh - ph
+                        if r < 0 or r >= height:
+                            continue
+                        s0 = n * positions + i * ow
+                        dst = channel[r]
+                        if inside and sw == 1:
+                            add_run(dst, col0, src, s0, ow)
+                            continue
+                        for j in range(ow):
+                            cc = col0 + j * sw
+                            if 0 <= cc < width:
+                                dst[cc] += src[s0 + j]
 
 
 @kernel
@@ -153,20 +188,6 @@ def blocking(n_img, positions):
 # Every block writes its own images (or its own partial filter gradient,
 # summed in block order afterwards), so the result does not depend on the
 # number of threads.
-
-@kernel
-def unroll_block(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows):
-    """im2row for images n0 .. n0+nb-1, channels c0 .. c0+cg-1, side by side."""
-    for b in range(nb):
-        im2row(x[n0 + b, c0:c0 + cg], kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows, b * oh * ow)
-
-
-@kernel
-def fold_block(rows, gx, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow):
-    """row2im of a block back onto images n0 .. n0+nb-1."""
-    for b in range(nb):
-        row2im(rows, b * oh * ow, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, gx[n0 + b, c0:c0 + cg])
-
 
 @kernel
 def clear_block(gx, n0, nb, c0, cg):
@@ -216,10 +237,10 @@ def corr_forward(x, w, out, ph, pw, sh, sw, dh, dw, groups):
         for t in prange(n_blocks):
             n0 = t * blk
             nb = min(blk, n_img - n0)
-            rows = np.empty((nb * positions, k), dtype=x.dtype)
+            cols = np.empty((k, nb * positions), dtype=x.dtype)
             res = np.empty((og, nb * positions), dtype=x.dtype)
-            unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
-            np.dot(wg, rows.T, res)
+            im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
+            np.dot(wg, cols, res)
             scatter_block(res, out, n0, nb, g * og, og, positions)
 
 
@@ -239,11 +260,11 @@ def corr_grad_weights(x, gout, gw, ph, pw, sh, sw, dh, dw, groups):
         for t in prange(n_blocks):
             n0 = t * blk
             nb = min(blk, n_img - n0)
-            rows = np.empty((nb * positions, k), dtype=x.dtype)
+            cols = np.empty((k, nb * positions), dtype=x.dtype)
             gblk = np.empty((og, nb * positions), dtype=x.dtype)
-            unroll_block(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, rows)
+            im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
-            np.dot(gblk, rows, partial[t])
+            np.dot(gblk, cols.T, partial[t])
         add_in_block_order(gwmat[g * og:(g + 1) * og], partial)
 
 
@@ -275,11 +296,11 @@ def corr_grad_inputs(wmat, gout, gx, kh, kw, ph, pw, sh, sw, dh, dw, groups):
             # each block clears its own images: in parallel, not as one
             # serial np.zeros before the loop
             clear_block(gx, n0, nb, g * cg, cg)
-            rows = np.empty((nb * positions, k), dtype=gout.dtype)
+            cols = np.empty((k, nb * positions), dtype=gout.dtype)
             gblk = np.empty((og, nb * positions), dtype=gout.dtype)
             gather_gout(gout, n0, nb, g * og, og, positions, gblk)
-            np.dot(gblk.T, wg, rows)
-            fold_block(rows, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)
+            np.dot(wg.T, gblk, cols)
+            col2im(cols, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)
 
 
 @kernel
