@@ -21,7 +21,7 @@ faster (``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`` times a cold torch.compile).
 
 It also prints the machine (CPU, cores, AVX-512 or not, OpenBLAS kernels,
 threads, versions) and measures the GEMM floor of this machine: the FLOPs of
-an epoch's matrix products (convolutions as im2row products, dense layers),
+an epoch's matrix products (convolutions as im2col products, dense layers),
 the float32 GEMM peak of large square numpy products on the same number of
 threads, so floor = epoch GFLOP / peak, and numpy's time for the products at
 LeNet's own shapes. Every epoch time is also given as a multiple of the
@@ -135,7 +135,7 @@ def run_calls(fn, start, count, n_batches):
 def lenet_gemms(weight_shapes, batch_size=500, image=28, pool=2):
     """The matrix products of one LeNet step, from the layers' weight shapes.
 
-    The convolutions count as their im2row products (the project's kernels,
+    The convolutions count as their im2col products (the project's kernels,
     and the usual lowering): forward ``(filters, C*kh*kw) @ (C*kh*kw, B*oh*ow)``,
     filter gradient and input gradient of the same size. The first layer
     needs no input gradient (the images are not trained), so a training step

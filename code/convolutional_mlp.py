@@ -52,7 +52,7 @@ from supervisor import Supervisor
 from utils import write_training_plots
 
 __all__ = ["PARAM_NAMES", "LeNetConvPoolLayer", "build_layers", "build_model",
-           "evaluate_lenet5", "main", "network_settings", "predict"]
+           "evaluate_lenet5", "main", "network_settings", "predict", "read_model"]
 
 #: The names of the parameters, in the order of ``build_model(...).params``
 #: (layer3 first), in checkpoints and saved models.
@@ -414,6 +414,40 @@ def network_settings(nkerns):
             "poolsize": [2, 2], "n_hidden": 500, "n_out": 10}
 
 
+def read_model(model_file, nkerns=None):
+    """Read a model saved by :func:`evaluate_lenet5` and check that it fits
+    the network :func:`build_layers` builds.
+
+    Parameters
+    ----------
+    model_file : str
+        The ``.npz`` file (:func:`saved_model.load_model`).
+    nkerns : list of 2 ints, optional
+        The filter counts the model must have; by default the model's own.
+
+    Returns
+    -------
+    tuple
+        ``(meta, arrays, nkerns)``: the file's JSON record, ``{name: array}``
+        for the parameters (give them to the rebuilt layers with
+        :func:`saved_model.set_parameters` and :data:`PARAM_NAMES`) and the
+        model's filter counts.
+
+    Raises
+    ------
+    errors.CheckpointError
+        For a missing or unreadable model, or a model of another network.
+    """
+    meta, arrays = load_model(model_file, "convolutional_mlp")
+    saved_nkerns = meta["network"].get("nkerns")
+    if not (isinstance(saved_nkerns, list) and len(saved_nkerns) == 2
+            and all(type(k) is int and k >= 1 for k in saved_nkerns)):
+        raise CheckpointMismatchError(f"{model_file} records no valid nkerns: {saved_nkerns!r}")
+    check_network(model_file, meta["network"],
+                  network_settings(saved_nkerns if nkerns is None else nkerns))
+    return meta, arrays, saved_nkerns
+
+
 def predict(images, model_file="convolutional_mlp_model.npz", show_dir=None, nkerns=None):
     """Classify pictures of handwritten digits with a saved model.
 
@@ -448,13 +482,7 @@ def predict(images, model_file="convolutional_mlp_model.npz", show_dir=None, nke
         model, or a model of another network.
     """
     check_show_dir(show_dir)
-    meta, arrays = load_model(model_file, "convolutional_mlp")
-    saved_nkerns = meta["network"].get("nkerns")
-    if not (isinstance(saved_nkerns, list) and len(saved_nkerns) == 2
-            and all(type(k) is int and k >= 1 for k in saved_nkerns)):
-        raise CheckpointMismatchError(f"{model_file} records no valid nkerns: {saved_nkerns!r}")
-    check_network(model_file, meta["network"],
-                  network_settings(saved_nkerns if nkerns is None else nkerns))
+    _, arrays, saved_nkerns = read_model(model_file, nkerns)
     # start-snippet-4
     # (n, 784): each picture prepared as MNIST's digits were
     digits = read_digits(images).astype(pytensor.config.floatX)
