@@ -1,9 +1,11 @@
 """Brute-force numpy references for conv2d and pool_2d, written for clarity.
 
 Each output cell is computed straight from its definition with Python loops,
-independently of the im2row kernels under test. Only for small arrays.
+independently of the im2col kernels under test. Only for small arrays.
+:func:`lenet_reference` is the tutorial's LeNet in whole-array numpy.
 """
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def conv2d_reference(x, w, pad=(0, 0), stride=(1, 1), dilation=(1, 1), flip=True, groups=1):
@@ -72,3 +74,20 @@ def pool_reference(x, ws, stride, pad, ignore_border, mode):
             else:
                 out[..., i, j] = window.sum(axis=(-2, -1)) / (rc * cc)
     return out
+
+
+def lenet_reference(arrays, digits):
+    """The class probabilities of the saved LeNet, by its definition, in numpy
+    (float64, whole arrays at once: conv2d flips its filters, 2x2 max-pooling)."""
+    h = digits.reshape(-1, 1, 28, 28).astype(np.float64)
+    for k in (0, 1):
+        W = arrays[f"layer{k}_W"].astype(np.float64)[:, :, ::-1, ::-1]
+        windows = sliding_window_view(h, W.shape[2:], axis=(2, 3))
+        conv = np.einsum("ncijab,kcab->nkij", windows, W)
+        n, maps, rows, cols = conv.shape
+        pooled = conv.reshape(n, maps, rows // 2, 2, cols // 2, 2).max(axis=(3, 5))
+        h = np.tanh(pooled + arrays[f"layer{k}_b"][None, :, None, None])
+    h = np.tanh(h.reshape(len(h), -1) @ arrays["layer2_W"] + arrays["layer2_b"])
+    scores = h @ arrays["layer3_W"] + arrays["layer3_b"]
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

@@ -15,9 +15,9 @@ import sys
 
 import numpy
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 
 from conftest import REPO, TINY_ROWS, synthetic_mnist
+from nnet_reference import lenet_reference
 
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("matplotlib")
@@ -73,23 +73,6 @@ def printed_confusion(stdout):
     return numpy.array([row[1:] for row in rows])
 
 
-def numpy_lenet(arrays, digits):
-    """The class probabilities of the saved LeNet, by its definition, in numpy
-    (float64, whole arrays at once: conv2d flips its filters, 2x2 max-pooling)."""
-    h = digits.reshape(-1, 1, 28, 28).astype(numpy.float64)
-    for k in (0, 1):
-        W = arrays[f"layer{k}_W"].astype(numpy.float64)[:, :, ::-1, ::-1]
-        windows = sliding_window_view(h, W.shape[2:], axis=(2, 3))
-        conv = numpy.einsum("ncijab,kcab->nkij", windows, W)
-        n, maps, rows, cols = conv.shape
-        pooled = conv.reshape(n, maps, rows // 2, 2, cols // 2, 2).max(axis=(3, 5))
-        h = numpy.tanh(pooled + arrays[f"layer{k}_b"][None, :, None, None])
-    h = numpy.tanh(h.reshape(len(h), -1) @ arrays["layer2_W"] + arrays["layer2_b"])
-    scores = h @ arrays["layer3_W"] + arrays["layer3_b"]
-    e = numpy.exp(scores - scores.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def test_three_pictures_of_the_page_size(drawn):
     _, out, done = drawn
     assert sorted(os.listdir(out)) == sorted(PNGS)
@@ -132,7 +115,7 @@ def test_the_numbers_agree_with_the_model_and_the_data(drawn, tiny_mnist):
 
     # and a numpy forward pass finds them too (up to digits whose two best
     # classes are too close to tell apart in float32)
-    probabilities = numpy_lenet(arrays, synthetic_mnist()[2][0])
+    probabilities = lenet_reference(arrays, synthetic_mnist()[2][0])
     expected = numpy.zeros((10, 10), dtype=int)
     numpy.add.at(expected, (labels, probabilities.argmax(axis=1)), 1)
     top2 = numpy.sort(probabilities, axis=1)[:, -2:]

@@ -22,7 +22,7 @@ import numpy
 import pytest
 
 from conftest import CODE, REAL_MNIST, synthetic_mnist
-from nnet_reference import conv2d_reference, pool_reference
+from nnet_reference import lenet_reference
 
 Image = pytest.importorskip("PIL.Image")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")
@@ -288,19 +288,6 @@ def trained(tmp_path_factory, tiny_mnist):
     return work, done, pictures
 
 
-def numpy_lenet(arrays, digits):
-    """The tutorial's LeNet, by definition, in numpy: class probabilities."""
-    h = digits.reshape(-1, 1, 28, 28).astype(numpy.float64)
-    for k in (0, 1):
-        conv = conv2d_reference(h, arrays[f"layer{k}_W"].astype(numpy.float64))
-        pooled = pool_reference(conv, (2, 2), (2, 2), (0, 0), True, "max")
-        h = numpy.tanh(pooled + arrays[f"layer{k}_b"][None, :, None, None])
-    h = numpy.tanh(h.reshape(len(h), -1) @ arrays["layer2_W"] + arrays["layer2_b"])
-    scores = h @ arrays["layer3_W"] + arrays["layer3_b"]
-    e = numpy.exp(scores - scores.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def parse_predictions(out):
     """[(picture, digit, probability, [10 probabilities])] from --predict's output."""
     lines = out.strip().splitlines()
@@ -351,7 +338,7 @@ def test_predict_in_a_subprocess(trained):
     assert [r[0] for r in results] == pictures
     with numpy.load(work / "convolutional_mlp_model.npz", allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
-    expected = numpy_lenet(arrays, digit_image.read_digits(pictures))
+    expected = lenet_reference(arrays, digit_image.read_digits(pictures))
     for (_, digit, probability, probabilities), want in zip(results, expected):
         assert numpy.allclose(probabilities, want, atol=0.0006)
         assert digit == int(numpy.argmax(probabilities))
