@@ -33,7 +33,8 @@ pytest.importorskip("PIL.Image")
 import digit_image  # noqa: E402
 from convolutional_mlp import PARAM_NAMES, network_settings  # noqa: E402
 from saved_model import save_model  # noqa: E402
-from test_predict import STROKES, draw_digit, numpy_lenet  # noqa: E402
+from nnet_reference import lenet_reference  # noqa: E402
+from test_predict import STROKES, draw_digit  # noqa: E402
 
 #: The line draw_demo.py prints once it serves.
 ADDRESS = re.compile(r"draw a digit at (http://[\d.]+:(\d+)/)")
@@ -176,7 +177,7 @@ def test_a_drawing_is_classified(served, seven):
                            "milliseconds"}
     # the picture prepared as digit_image prepares it, through the saved weights
     numpy.testing.assert_allclose(answer["input"], prepared, atol=1e-4)
-    expected = numpy_lenet(arrays, prepared.reshape(1, 784))[0]
+    expected = lenet_reference(arrays, prepared.reshape(1, 784))[0]
     numpy.testing.assert_allclose(answer["probabilities"], expected, rtol=1e-3, atol=1e-5)
     assert answer["digit"] == int(numpy.argmax(answer["probabilities"]))
     layer0, layer1 = numpy.array(answer["layer0"]), numpy.array(answer["layer1"])
