@@ -9,7 +9,7 @@ import pytest
 from pytensor.gradient import verify_grad
 
 from nnet_reference import conv2d_reference, padding_for
-from pytensor_nnet import Conv2d, conv2d
+from pytensor_nnet import Conv2d, conv2d, conv_kernels
 
 from backends import BACKENDS, REFERENCE_DIR, reference
 
@@ -118,6 +118,34 @@ def test_second_derivative():
 
     verify_grad(grad_x_dot_g, [rng.randn(2, 2, 5, 4), rng.randn(3, 2, 2, 2)],
                 rng=rng, mode="FAST_COMPILE")
+
+
+@pytest.mark.parametrize("stride,groups", [((1, 1), 1), ((2, 1), 2)])
+def test_a_batch_in_many_blocks_equals_its_images_one_by_one(stride, groups):
+    """The kernels cut a batch into blocks of images (as many as keep the
+    unrolled patches in the cache); the last block is short. Each image
+    alone is one block, so the batch must give the same outputs and input
+    gradients, and the sum of the images' filter gradients."""
+    rng = np.random.RandomState(11)
+    x = rng.randn(41, 3 * groups, 30, 30)
+    w = rng.randn(4 * groups, 3, 5, 5)
+    n_blocks = conv_kernels.blocking(41, 3 * 5 * 5, 26 * 26 // stride[0])[1]
+    assert n_blocks > 2
+    settings = (conv_kernels.BORDER_VALID, 0, 0, *stride, 1, 1, groups)
+    out = conv_kernels.conv_forward(x, w, True, *settings)
+    gout = rng.randn(*out.shape)
+    gx = conv_kernels.conv_grad_inputs(w, gout, 30, 30, True, *settings)
+    gw = conv_kernels.conv_grad_weights(x, gout, 5, 5, True, *settings)
+    gw_sum = np.zeros_like(gw)
+    for i in range(len(x)):
+        one = slice(i, i + 1)
+        np.testing.assert_allclose(out[one], conv_kernels.conv_forward(x[one], w, True, *settings),
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            gx[one], conv_kernels.conv_grad_inputs(w, gout[one], 30, 30, True, *settings),
+            rtol=0, atol=1e-12)
+        gw_sum += conv_kernels.conv_grad_weights(x[one], gout[one], 5, 5, True, *settings)
+    np.testing.assert_allclose(gw, gw_sum, rtol=1e-12, atol=1e-10)
 
 
 def test_static_output_shape_and_infer_shape():
