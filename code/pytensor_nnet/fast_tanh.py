@@ -8,15 +8,20 @@ float32 printout depends on its exact roundings: a correctly rounded tanh
 moved epoch 2's validation error from 6.18 % to 6.19 %.
 
 So this module re-implements fdlibm's ``tanhf`` and the part of its
-``expm1f`` that ``tanhf`` uses, in float32 arithmetic, step for step, but
-with every branch turned into a select so that LLVM can vectorise the loop
-it is inlined into: the same bits for every one of the 2**32 float32 inputs
-as this machine's glibc ``tanhf`` (checked exhaustively; the tests check a
-sample), about ten times faster. The algorithm and its constants are
-fdlibm's (Sun Microsystems, 1993, freely distributable): for |x| >= 1,
-tanh(x) = 1 - 2 / (expm1(2|x|) + 2); below, -t / (t + 2) with
-t = expm1(-2|x|); expm1 reduces its argument by k ln 2 and uses a degree-5
-rational approximation, then puts the k back into the exponent bits.
+``expm1f`` that ``tanhf`` uses, in float32 arithmetic, with the same
+roundings, but with every branch turned into a select so that LLVM can
+vectorise the loop it is inlined into: the same bits for every one of the
+2**32 float32 inputs as this machine's glibc ``tanhf`` (checked
+exhaustively; the tests check a sample), about ten times faster. The
+algorithm and its constants are fdlibm's (Sun Microsystems, 1993, freely
+distributable): for |x| >= 1, tanh(x) = 1 - 2 / (expm1(2|x|) + 2); below,
+-t / (t + 2) with t = expm1(-2|x|); expm1 reduces its argument by k ln 2 and
+uses a degree-5 rational approximation, then puts the k back. ``tanhf`` only
+asks ``expm1f`` for arguments in (-2, 0] (k from -3 to 0) or [2, 44) (k from
+3 up), so expm1f's other cases are left out, and the ones left share one
+formula where that gives the same roundings. The integer work stays in
+32-bit lanes (Numba would widen it to 64), through the small LLVM
+intrinsics below.
 """
 import numpy as np
 from llvmlite import ir
@@ -28,28 +33,52 @@ from .jit import kernel
 
 
 @intrinsic
-def float_bits(typingctx, x):
-    """The IEEE bits of a float32, as an int32."""
+def trunc_float(typingctx, x):
+    """A float32 rounded toward zero (C's float-to-int conversion), still a float32."""
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+        f32 = ir.FloatType()
+        trunc = builder.module.declare_intrinsic("llvm.trunc", [f32], ir.FunctionType(f32, [f32]))
+        return builder.call(trunc, args)
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def trunc_int(typingctx, x):
+    """A whole-number float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.fptosi(args[0], ir.IntType(32))
     return types.int32(types.float32), codegen
 
 
 @intrinsic
-def bits_float(typingctx, bits):
-    """The float32 with these IEEE bits."""
+def pow2(typingctx, k):
+    """2.0 ** k as a float32, built in the exponent bits (-126 <= k <= 127)."""
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        i32 = ir.IntType(32)
+        biased = builder.add(args[0], ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def or_sign(typingctx, z, x):
+    """z with the sign bit of x: ``copysign(z, x)`` for z >= +0."""
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        sign = builder.and_(builder.bitcast(args[1], i32), ir.Constant(i32, -0x80000000))
+        return builder.bitcast(builder.or_(builder.bitcast(args[0], i32), sign), ir.FloatType())
+    return types.float32(types.float32, types.float32), codegen
+
+
 _f = np.float32
-ONE, TWO, THREE, SIX, HALF, QUARTER = _f(1), _f(2), _f(3), _f(6), _f(0.5), _f(0.25)
-ONE_MINUS_TINY = _f(1) - _f(1e-30)  # rounds to 1.0
+ZERO, ONE, TWO, THREE, SIX, HALF = _f(0), _f(1), _f(2), _f(3), _f(6), _f(0.5)
 LN2_HI, LN2_LO = _f(6.9313812256e-01), _f(9.0580006145e-06)
 INV_LN2 = _f(1.4426950216e+00)
 Q1, Q2, Q3 = _f(-3.3333335072e-02), _f(1.5873016091e-03), _f(-7.9365076090e-05)
 Q4, Q5 = _f(4.0082177293e-06), _f(-2.0109921195e-07)
+# tanhf's result is 1.0 from |x| of about 9.01 on (fdlibm's own cut-off is
+# 22); clamping |x| there keeps expm1f's k at 47 or below
+CLAMP = _f(16)
 
 
 # Every case is computed and the answer picked by selects: branches would
@@ -58,57 +87,51 @@ Q4, Q5 = _f(4.0082177293e-06), _f(-2.0109921195e-07)
 # checks (the divisors here are never zero).
 @kernel(error_model="numpy", forceinline=True)
 def expm1f(x):
-    """fdlibm's expm1f for the arguments tanhf gives it (-2 < x < 44)."""
-    hx = float_bits(x) & 0x7FFFFFFF
-    # argument reduction: x = k ln2 + r, k = 0 below 0.5 ln2, +-1 up to 1.5 ln2
-    k = np.int32(INV_LN2 * x + (-HALF if x < 0 else HALF))
-    k = (np.int32(-1) if x < 0 else np.int32(1)) if hx < 0x3F851592 else k
-    k = np.int32(0) if hx <= 0x3EB17218 else k
-    t = _f(k)
+    """fdlibm's expm1f for the arguments tanhf gives it, -2 < x <= 0 or
+    2 <= x <= 32. From k = 25 up (x > 16.9), where 2**k - 1 below is
+    rounded, the last bit may differ from expm1f's, which tanh's
+    1 - 2 / (t + 2), then within a few ulps of 1, does not show (checked
+    exhaustively)."""
+    # argument reduction: x = k ln2 + r. For these x, this rounding also gives
+    # the k = 0 (below 0.5 ln2) and k = -1 (to 1.5 ln2) that fdlibm sets
+    t = trunc_float(INV_LN2 * x + or_sign(HALF, x))
+    k = trunc_int(t)
     hi = x - t * LN2_HI
     lo = t * LN2_LO
-    r = hi - lo if k != 0 else x
-    c = (hi - r) - lo
+    r = hi - lo
+    c = (hi - r) - lo  # 0 when k = 0, as fdlibm's branch for it has
     # rational approximation on the reduced range
     hfx = HALF * r
     hxs = r * hfx
     r1 = ONE + hxs * (Q1 + hxs * (Q2 + hxs * (Q3 + hxs * (Q4 + hxs * Q5))))
     t3 = THREE - r1 * hfx
     e = hxs * ((r1 - t3) / (SIX - r * t3))
-    if_k0 = r - (r * e - hxs)
-    e = (r * (e - c) - c) - hxs
-    if_km1 = HALF * (r - e) - HALF
-    if_k1 = -TWO * (e - (r + HALF)) if r < -QUARTER else ONE + TWO * (r - e)
-    # larger |k|: scale by 2**k through the exponent bits
-    shift = k << 23
-    y_far = ONE - (e - r)
-    if_far = bits_float(np.int32(float_bits(y_far) + shift)) - ONE
-    y_mid = bits_float(np.int32(0x3F800000 - (0x1000000 >> (k & 31)))) - (e - r)
-    if_mid = bits_float(np.int32(float_bits(y_mid) + shift))
-    y_top = (r - (e + bits_float(np.int32((0x7F - k) << 23)))) + ONE
-    if_top = bits_float(np.int32(float_bits(y_top) + shift))
-    result = if_mid if k < 23 else if_top
-    result = if_far if (k <= -2) | (k > 56) else result
-    result = if_k1 if k == 1 else result
-    result = if_km1 if k == -1 else result
-    result = if_k0 if k == 0 else result
-    return x if hx < 0x33000000 else result
+    e = (r * (e - c) - c) - hxs  # with c = 0, fdlibm's r * e - hxs for k = 0
+    # put the k back. k = -2, -3: fdlibm's (1 - (e - r)) 2**k - 1. Else
+    # (r - e) 2**k + (2**k - 1): for k = 0 fdlibm's r - e (x itself for
+    # |x| < 2**-25, as its branch for those returns), for k = -1 its
+    # (r - e) / 2 - 1/2, for 3 <= k <= 22 its (1 - 2**-k - (e - r)) 2**k
+    # (scaling by 2**k commutes with rounding), and the same bits as its
+    # other formulas for k = 23 and 24
+    scale = pow2(k)
+    far = k < -1
+    return ((ONE if far else ZERO) + (r - e)) * scale + (-ONE if far else scale - ONE)
 
 
 @kernel(error_model="numpy", forceinline=True)
 def tanh_float32(x):
     """tanh of a float32: the same bits as fdlibm's tanhf."""
-    bits = float_bits(x)
-    ix = bits & 0x7FFFFFFF
-    big = ix >= 0x3F800000  # |x| >= 1
-    t = expm1f(TWO * abs(x) if big else -TWO * abs(x))
-    q = (TWO if big else -t) / (t + TWO)
-    z = ONE - q if big else q
-    z = ONE_MINUS_TINY if ix >= 0x41B00000 else z  # |x| >= 22
-    z = z if bits >= 0 else -z
-    z = x * (ONE + x) if ix < 0x24000000 else z  # |x| < 2**-55, and +-0
-    # +-inf -> +-1, NaN stays NaN
-    return ((ONE / x + ONE) if bits >= 0 else (ONE / x - ONE)) if ix >= 0x7F800000 else z
+    a = abs(x)
+    big = a >= ONE
+    a = a if a < CLAMP else CLAMP  # and NaN -> CLAMP, replaced below
+    y = a + a
+    t = expm1f(y if big else -y)
+    # 1 - 2 / (t + 2), or 0 - t / (t + 2) = -t / (t + 2): both >= +0, so the
+    # sign of x can be or-ed in. Tiny |x| and +-0 come out as x, like
+    # tanhf's x * (1 + x); +-inf, clamped, as +-1
+    z = (ONE if big else ZERO) - (TWO if big else t) / (t + TWO)
+    # NaN stays NaN, quieted, as tanhf's 1 / x + 1 leaves it
+    return x + x if x != x else or_sign(z, x)
 
 
 @kernel(error_model="numpy")
