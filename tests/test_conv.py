@@ -122,14 +122,14 @@ def test_second_derivative():
 
 @pytest.mark.parametrize("stride,groups", [((1, 1), 1), ((2, 1), 2)])
 def test_a_batch_in_many_blocks_equals_its_images_one_by_one(stride, groups):
-    """The kernels cut a batch into blocks of images (as many as keep the
-    unrolled patches in the cache); the last block is short. Each image
-    alone is one block, so the batch must give the same outputs and input
-    gradients, and the sum of the images' filter gradients."""
+    """The kernels cut a batch into blocks of images (one matrix product
+    each); the last block is short. Each image alone is one block, so the
+    batch must give the same outputs and input gradients, and the sum of
+    the images' filter gradients."""
     rng = np.random.RandomState(11)
     x = rng.randn(41, 3 * groups, 30, 30)
     w = rng.randn(4 * groups, 3, 5, 5)
-    n_blocks = conv_kernels.blocking(41, 3 * 5 * 5, 26 * 26 // stride[0])[1]
+    n_blocks = conv_kernels.blocking(41, 26 * 26 // stride[0])[1]
     assert n_blocks > 2
     settings = (conv_kernels.BORDER_VALID, 0, 0, *stride, 1, 1, groups)
     out = conv_kernels.conv_forward(x, w, True, *settings)
