@@ -8,6 +8,7 @@ others check the mechanism: any order of first calls (Numba graphs,
 ``perform``, cached callers of the drivers, either dtype) finds its kernel,
 and a kernel's failure becomes an exception.
 """
+import json
 import os
 import subprocess
 import sys
@@ -62,7 +63,9 @@ POOL = """
     print(seconds)
 """
 
-WARM_POOL = POOL.format(ws=(2, 2), stride=(2, 2), pad=(0, 0), mode="max", dtype="float64")
+# LeNet's 2x2 max pooling, and a general setting: both kinds of kernels
+WARM_POOL = (POOL.format(ws=(2, 2), stride=(2, 2), pad=(0, 0), mode="max", dtype="float64")
+             + POOL.format(ws=(2, 3), stride=(1, 2), pad=(0, 0), mode="sum", dtype="float64"))
 
 # A jitted function of the user's that calls a driver, cached on disk.
 USER_MODULE = """
@@ -178,8 +181,10 @@ def test_any_order_of_first_calls_finds_its_kernels(pool_caches):
 def test_every_kernel_has_its_symbol_on_import():
     kernels = [conv_kernels.CORR_FORWARD, conv_kernels.CORR_GRAD_WEIGHTS,
                conv_kernels.CORR_GRAD_INPUTS, pool_kernels.POOL_FORWARD, pool_kernels.POOL_GRAD,
+               pool_kernels.MAX_POOL_2X2, pool_kernels.MAX_POOL_GRAD_2X2,
                matmul_kernels.BLOCKED_DOT, fast_tanh.TANH, native.COPY]
-    for kernel in kernels:
+    assert set(kernels) <= set(native.kernels.values())
+    for kernel in native.kernels.values():
         for dtype in kernel.dtypes:
             assert llvm.address_of_symbol(kernel.symbol(dtype)), (kernel, dtype)
 
@@ -232,3 +237,65 @@ def test_an_exception_inside_a_kernel_becomes_an_error(monkeypatch):
     assert "this kernel fails" in str(printed[0].exc_value)
     with pytest.raises(RuntimeError, match="a kernel failed"):
         call_failing_checked(x, 1)
+
+
+# A kernel missing from the disk cache is built by a helper process while
+# the graph compiles (pytensor_nnet.prebuild); its first call loads it from
+# the cache. The copy kernel stands in for the large ones: it builds fastest.
+PREBUILD = """
+    import json, os, shutil, sys
+    import numpy as np
+    from numba import njit
+    from pytensor_nnet import native, prebuild
+
+    {setup}
+    cached_before = native.COPY.in_disk_cache("float64")
+    native.COPY.prefetch("float64")
+    asked = ("copy", "float64") in prebuild._pending
+
+    @njit
+    def as_contiguous(x):
+        return native.contiguous(x)
+
+    x = np.arange(12.0).reshape(3, 4).T
+    np.testing.assert_array_equal(as_contiguous(x), x)
+    helper_exit = None
+    if asked:
+        prebuild._helper.stdin.close()  # its input closes: it ends
+        helper_exit = prebuild._helper.wait(timeout=120)
+    print(json.dumps({{"cached_before": cached_before, "asked": asked,
+                      "from_cache": native.COPY._compiled["float64"].cache_hits,
+                      "helper_exit": helper_exit, "left": sorted(prebuild._pending),
+                      "cached_after": native.COPY.in_disk_cache("float64")}}))
+"""
+
+
+def prebuild_run(caches, setup=""):
+    return json.loads(run(PREBUILD.format(setup=setup), caches).splitlines()[-1])
+
+
+def test_a_kernel_missing_from_the_disk_cache_is_built_by_a_helper(tmp_path):
+    first = prebuild_run(tmp_path)
+    assert first == {"cached_before": False, "asked": True, "from_cache": 1,
+                     "helper_exit": 0, "left": [], "cached_after": True}
+    again = prebuild_run(tmp_path)  # in the cache now: loaded, no helper asked
+    assert again == {"cached_before": True, "asked": False, "from_cache": 1,
+                     "helper_exit": None, "left": [], "cached_after": True}
+
+
+NO_HELPER = {
+    "cannot start": 'sys.executable = "/nonexistent/python"',
+    "dies at once": 'sys.executable = shutil.which("false") or "/nonexistent/false"',
+    "one cpu": "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})",
+}
+
+
+@pytest.mark.parametrize("case", NO_HELPER)
+def test_without_a_helper_the_kernel_is_built_here(tmp_path, case):
+    if case == "one cpu" and not hasattr(os, "sched_setaffinity"):
+        pytest.skip("os.sched_setaffinity is Linux's")
+    got = prebuild_run(tmp_path, NO_HELPER[case])
+    assert got["cached_before"] is False and got["from_cache"] == 0
+    assert got["left"] == [] and got["cached_after"] is True
+    if case == "one cpu":
+        assert got["asked"] is False

@@ -43,10 +43,12 @@ import numpy as np
 from llvmlite import ir
 from numba import carray, types
 from numba.core import cgutils
+from numba.core.caching import FunctionCache
 from numba.core.errors import TypingError
+from numba.core.registry import cpu_target
 from numba.extending import intrinsic, overload
 
-from . import threads
+from . import prebuild, threads
 from .jit import kernel
 
 #: What a kernel returns when it ran; the call returns UNAVAILABLE when the
@@ -57,6 +59,7 @@ UNAVAILABLE = -1
 _PREFIX = "pytensor_nnet_native_"
 _FILL_SYMBOL = _PREFIX + "fill"
 _slots = {}  # slot address -> (kernel, dtype)
+kernels = {}  # name -> NativeKernel
 
 
 class NativeKernel:
@@ -72,8 +75,12 @@ class NativeKernel:
     """
 
     def __init__(self, name, body, dtypes):
+        if name in kernels:
+            raise ValueError(f"a native kernel named {name!r} exists already")
+        kernels[name] = self
         self.name = name
         self.body = body
+        self.module = body.__module__
         self.dtypes = tuple(np.dtype(d).name for d in dtypes)
         self._slots = {}
         self._compiled = {}  # dtype -> the CFunc (keeps its code alive)
@@ -103,11 +110,33 @@ class NativeKernel:
             raise TypeError(f"{self.name}: no kernel for {dtype} (only {self.dtypes})")
         slot = self._slots[dtype][1]
         if not slot.value:
+            prebuild.wait(self, dtype)  # it may be writing the disk cache right now
             threads.start_workers()  # the kernels' choice of Numba's threading layer
             compiled = numba.cfunc(self.signature(dtype), cache=True, fastmath=False)(self.body)
             self._compiled[dtype] = compiled
             slot.value = compiled.address
         return slot.value
+
+    def prefetch(self, dtype):
+        """Have the kernel for ``dtype`` ready by its first call: load it now
+        when the disk cache has it, else have a helper process build it
+        meanwhile (see :mod:`pytensor_nnet.prebuild`)."""
+        dtype = np.dtype(dtype).name
+        if dtype in self._slots and self._slots[dtype][1].value:
+            return
+        if dtype not in self._slots or self.in_disk_cache(dtype) \
+                or not prebuild.request(self, dtype):
+            self.ensure(dtype)
+
+    def in_disk_cache(self, dtype):
+        """Whether Numba's disk cache holds this kernel for ``dtype``, for
+        the current sources (looked up in the cache's index, not loaded)."""
+        try:
+            cache = FunctionCache(self.body)
+            key = cache._index_key(self.signature(dtype), cpu_target.target_context.codegen())
+            return key in cache._cache_file._load_index()
+        except Exception:  # Numba's internals moved: say no, and build it
+            return False
 
 
 @ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)

@@ -5,9 +5,10 @@ Each dispatch returns a small jitted wrapper around the same driver that
 ``perform`` calls, with the Op's properties as constants. The drivers take
 every setting as an argument and call the kernels compiled once per dtype
 (see :mod:`pytensor_nnet.native`): a new graph or a new setting compiles a
-wrapper and links the small drivers, never the kernels. The dispatch builds
-the kernels for the node's dtype, so that the time goes to compiling the
-function, not to its first call.
+wrapper and links the small drivers, never the kernels. The dispatch gets the
+kernels for the node's dtype ready: loaded from Numba's disk cache, or, on a
+fresh install, built by a helper process while PyTensor compiles the rest of
+the graph (see :mod:`pytensor_nnet.prebuild`).
 
 PyTensor caches the compiled graph, drivers included, under a key made of
 the Op's properties and the integer returned beside the function: a hash of
@@ -46,10 +47,10 @@ DOT_VERSION = source_version(jit, native, matmul_kernels)
 
 
 def build(node, *kernels):
-    """Build ``kernels`` for the dtype of ``node``'s output (see the module docstring)."""
+    """Get ``kernels`` ready for the dtype of ``node``'s output (see the module docstring)."""
     if node is not None:
         for kernel in kernels:
-            kernel.ensure(node.outputs[0].type.dtype)
+            kernel.prefetch(node.outputs[0].type.dtype)
 
 
 @register_funcify_default_op_cache_key(Conv2d)
@@ -108,9 +109,15 @@ def numba_funcify_ShapeHint(op, node=None, **kwargs):
     return shape_hint, CONV_VERSION
 
 
+def pool_kernel_pairs(op):
+    """The native kernels (forward, gradient) a pooling Op may call."""
+    return pool_kernels.kernels_for(op.ws, op.stride, op.pad, op.ignore_border,
+                                    pool_kernels.MODES.index(op.mode))
+
+
 @register_funcify_default_op_cache_key(Pool)
 def numba_funcify_Pool(op, node=None, **kwargs):
-    build(node, pool_kernels.POOL_FORWARD)
+    build(node, *(forward for forward, _ in pool_kernel_pairs(op)))
     args = op.kernel_args()
     forward = pool_kernels.pool_forward
 
@@ -123,7 +130,7 @@ def numba_funcify_Pool(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(PoolGrad)
 def numba_funcify_PoolGrad(op, node=None, **kwargs):
-    build(node, pool_kernels.POOL_GRAD)
+    build(node, *(grad for _, grad in pool_kernel_pairs(op)))
     args = op.kernel_args()
     grad = pool_kernels.pool_grad
 

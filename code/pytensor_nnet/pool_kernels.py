@@ -63,12 +63,8 @@ def pool_forward_into(xs, out, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_bord
     lo_h, hi_h, cnt_h = window_ranges(xs.shape[1], ws_h, st_h, pad_h, ignore_border, inc)
     lo_w, hi_w, cnt_w = window_ranges(xs.shape[2], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
-    whole_2x2 = is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, xs.shape, oh, ow)
     for m in prange(xs.shape[0]):
         img = xs[m]
-        if whole_2x2:
-            max_pool_2x2(img, out[m])
-            continue
         for i in range(oh):
             for j in range(ow):
                 if mode == MAX:
@@ -90,7 +86,8 @@ def pool_forward_into(xs, out, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_bord
 @kernel
 def is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
     """Max pooling over whole 2x2 windows, stride 2, no padding: LeNet's case,
-    which has loops of its own that vectorise."""
+    which has loops, and native kernels, of its own: they vectorise, and a
+    graph that pools only this way builds only them, not the general ones."""
     return (mode == MAX and ws_h == 2 and ws_w == 2 and st_h == 2 and st_w == 2
             and pad_h == 0 and pad_w == 0 and 2 * oh <= shape[-2] and 2 * ow <= shape[-1])
 
@@ -144,34 +141,28 @@ def owning_window(size, ws, stride, pad, n_out):
     return owner
 
 
-# How pool_grad_into computes: one of these, from the settings alone
-WHOLE_2X2, DISJOINT, OVERLAPPING = range(3)
+@kernel(parallel=True)
+def max_pool_2x2_into(xs, out):
+    for m in prange(xs.shape[0]):
+        max_pool_2x2(xs[m], out[m])
 
 
-@kernel
-def grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
-    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
-        return WHOLE_2X2
-    if st_h >= ws_h and st_w >= ws_w:
-        return DISJOINT
-    return OVERLAPPING
+@kernel(parallel=True)
+def max_pool_grad_2x2_into(xs, outs, gouts, gx):
+    for m in prange(xs.shape[0]):
+        max_pool_grad_2x2(xs[m], outs[m], gouts[m], gx[m])
 
 
 @kernel(parallel=True)
 def pool_grad_into(xs, outs, gouts, gx, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
                    mode):
     """The gradient of :func:`pool_forward_into` into ``gx`` (M, H, W), which
-    holds zeros on entry when windows overlap (see :func:`grad_method`)."""
+    holds zeros on entry when windows overlap."""
     inc = mode == AVERAGE_INC_PAD
     lo_h, hi_h, cnt_h = window_ranges(xs.shape[1], ws_h, st_h, pad_h, ignore_border, inc)
     lo_w, hi_w, cnt_w = window_ranges(xs.shape[2], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
-    method = grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, xs.shape, oh, ow)
-    if method == WHOLE_2X2:
-        for m in prange(xs.shape[0]):
-            max_pool_grad_2x2(xs[m], outs[m], gouts[m], gx[m])
-        return
-    if method == DISJOINT:
+    if st_h >= ws_h and st_w >= ws_w:
         disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
                            owning_window(xs.shape[1], ws_h, st_h, pad_h, oh),
                            owning_window(xs.shape[2], ws_w, st_w, pad_w, ow), mode, gx)
@@ -244,10 +235,41 @@ def pool_grad_native(xs, outs, gouts, gx, params):
     return native.OK
 
 
-POOL_FORWARD = native.NativeKernel("pool_forward", pool_forward_native, ("float32", "float64"))
-POOL_GRAD = native.NativeKernel("pool_grad", pool_grad_native, ("float32", "float64"))
+def max_pool_2x2_native(xs, out, unused2, unused3, params):
+    p = carray(params, (13,))
+    n_img, oh, ow = p[0], p[3], p[4]
+    max_pool_2x2_into(carray(xs, (n_img, p[1], p[2])), carray(out, (n_img, oh, ow)))
+    return native.OK
+
+
+def max_pool_grad_2x2_native(xs, outs, gouts, gx, params):
+    p = carray(params, (13,))
+    n_img, oh, ow = p[0], p[3], p[4]
+    max_pool_grad_2x2_into(carray(xs, (n_img, p[1], p[2])), carray(outs, (n_img, oh, ow)),
+                           carray(gouts, (n_img, oh, ow)), carray(gx, (n_img, p[1], p[2])))
+    return native.OK
+
+
+DTYPES = ("float32", "float64")
+POOL_FORWARD = native.NativeKernel("pool_forward", pool_forward_native, DTYPES)
+POOL_GRAD = native.NativeKernel("pool_grad", pool_grad_native, DTYPES)
+MAX_POOL_2X2 = native.NativeKernel("max_pool_2x2", max_pool_2x2_native, DTYPES)
+MAX_POOL_GRAD_2X2 = native.NativeKernel("max_pool_grad_2x2", max_pool_grad_2x2_native, DTYPES)
 pool_forward_call = POOL_FORWARD.call
 pool_grad_call = POOL_GRAD.call
+max_pool_2x2_call = MAX_POOL_2X2.call
+max_pool_grad_2x2_call = MAX_POOL_GRAD_2X2.call
+
+
+def kernels_for(ws, stride, pad, ignore_border, mode):
+    """The native kernels (forward, gradient) pooling with these settings
+    may call: the 2x2 ones, the general ones, or both when the shape
+    decides (windows cut at the border)."""
+    whole_2x2 = [(MAX_POOL_2X2, MAX_POOL_GRAD_2X2)]
+    general = [(POOL_FORWARD, POOL_GRAD)]
+    if mode == MAX and tuple(ws) == (2, 2) and tuple(stride) == (2, 2) and tuple(pad) == (0, 0):
+        return whole_2x2 if ignore_border else whole_2x2 + general
+    return general
 
 
 @kernel
@@ -275,7 +297,11 @@ def pool_forward(x, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border, mode):
     out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
     params = native_params(n_images(x.shape), height, width, oh, ow, ws_h, ws_w, st_h, st_w,
                            pad_h, pad_w, ignore_border, mode)
-    native.check(pool_forward_call(native.contiguous(x), out, None, None, params))
+    xs = native.contiguous(x)
+    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow):
+        native.check(max_pool_2x2_call(xs, out, None, None, params))
+    else:
+        native.check(pool_forward_call(xs, out, None, None, params))
     return out
 
 
@@ -288,14 +314,16 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     oh = out_length(height, ws_h, st_h, pad_h, ignore_border)
     ow = out_length(width, ws_w, st_w, pad_w, ignore_border)
     check_pool_grad(GRAD, x.shape, out.shape, gout.shape, x.shape[:-2] + (oh, ow))
-    if grad_method(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow) == OVERLAPPING:
-        gx = np.zeros(x.shape, dtype=gout.dtype)
-    else:
-        gx = np.empty(x.shape, dtype=gout.dtype)
+    overlapping = st_h < ws_h or st_w < ws_w
+    gx = np.zeros(x.shape, dtype=gout.dtype) if overlapping else np.empty(x.shape, dtype=gout.dtype)
     params = native_params(n_img, height, width, oh, ow, ws_h, ws_w, st_h, st_w,
                            pad_h, pad_w, ignore_border, mode)
     gouts = native.contiguous(gout)
     # outside max mode the kernel does not read ``out``: gout stands in
     tops = native.contiguous(out) if mode == MAX else gouts
-    native.check(pool_grad_call(native.contiguous(x), tops, gouts, gx, params))
+    xs = native.contiguous(x)
+    if is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, x.shape, oh, ow):
+        native.check(max_pool_grad_2x2_call(xs, tops, gouts, gx, params))
+    else:
+        native.check(pool_grad_call(xs, tops, gouts, gx, params))
     return gx
