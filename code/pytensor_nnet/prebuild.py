@@ -15,6 +15,8 @@ The helper reads requests (``module kernel dtype``) on its standard input
 and answers each on its standard output (``kernel dtype built|failed``); it
 ends when its input closes, after the requests it has read, so that a
 kernel asked for is in the cache for the next run even if this one stopped.
+Its input is closed once every request is answered: no helper stays idle
+beside a long session, and a later request starts a new one.
 """
 import importlib
 import os
@@ -28,6 +30,7 @@ _helper = None  # the helper process, once started
 _helper_pid = None  # the process that started it (a forked child starts its own)
 _pending = set()  # (kernel name, dtype) asked of the helper, not yet answered
 _lock = threading.Lock()  # one conversation with the helper at a time
+_failed = False  # a helper died before answering: build here from now on
 
 
 def _start_helper():
@@ -53,7 +56,7 @@ def request(kernel, dtype):
     global _helper, _helper_pid
     if usable_cpus() < 2:  # the helper would only take turns with this process
         return False
-    if getattr(sys, "frozen", False):  # sys.executable is the application, not Python
+    if getattr(sys, "frozen", False) or _failed:  # frozen: sys.executable is not Python
         return False
     with _lock:
         if _helper_pid != os.getpid():
@@ -76,14 +79,29 @@ def request(kernel, dtype):
 
 def wait(kernel, dtype):
     """Wait until the helper has answered for ``kernel`` and ``dtype``, if it was asked."""
+    global _failed
     with _lock:
         while (kernel.name, dtype) in _pending and _helper_pid == os.getpid():
             line = _helper.stdout.readline()
             if not line:  # the helper is gone: what it did not answer is built here
                 _pending.clear()
-                return
-            name, answered_dtype, _status = line.split()
-            _pending.discard((name, answered_dtype))
+                _failed = True
+            else:
+                name, answered_dtype, _status = line.split()
+                _pending.discard((name, answered_dtype))
+            if not _pending:
+                _end_helper()
+
+
+def _end_helper():
+    """Close the helper's input (it has answered everything) and reap it."""
+    global _helper
+    try:
+        _helper.stdin.close()
+        _helper.wait(timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    _helper = None
 
 
 def serve(requests, answers):
