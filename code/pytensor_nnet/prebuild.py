@@ -8,8 +8,8 @@ finds its kernel neither built nor in the disk cache, it asks a helper
 process (``python -m pytensor_nnet.prebuild``, started on the first request)
 to build the kernel into the disk cache, and goes on compiling. The
 kernel's first call waits for the helper, then loads the kernel from the
-cache. If the helper cannot start, or fails, the kernel is built in this
-process, as it was before.
+cache. With one usable core, or when the helper cannot start or fails, the
+kernel is built in this process, as it was before.
 
 The helper reads requests (``module kernel dtype``) on its standard input
 and answers each on its standard output (``kernel dtype built|failed``); it
