@@ -122,11 +122,11 @@ class NativeKernel:
         when the disk cache has it, else have a helper process build it
         meanwhile (see :mod:`pytensor_nnet.prebuild`)."""
         dtype = np.dtype(dtype).name
-        if dtype in self._slots and self._slots[dtype][1].value:
+        slot = self._slots.get(dtype)
+        if slot and not slot[1].value and not self.in_disk_cache(dtype) \
+                and prebuild.request(self, dtype):
             return
-        if dtype not in self._slots or self.in_disk_cache(dtype) \
-                or not prebuild.request(self, dtype):
-            self.ensure(dtype)
+        self.ensure(dtype)  # built already, cached, no helper, or a dtype it lacks
 
     def in_disk_cache(self, dtype):
         """Whether Numba's disk cache holds this kernel for ``dtype``, for

@@ -13,6 +13,7 @@ back ``Op.perform`` and the Numba backend alike.
 """
 import numpy as np
 from numba import carray, prange
+from numba.extending import register_jitable
 
 from . import native
 from .jit import kernel
@@ -83,13 +84,27 @@ def pool_forward_into(xs, out, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_bord
                 out[m, i, j] = acc
 
 
+@register_jitable
+def is_max_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w):
+    """Max pooling over 2x2 windows, stride 2, no padding: LeNet's case, which
+    has loops, and native kernels, of its own: they vectorise, and a graph
+    that pools only this way builds only them, not the general ones.
+    (Plain Python too: the Numba dispatch asks it which kernels to build.)"""
+    return (mode == MAX and ws_h == 2 and ws_w == 2 and st_h == 2 and st_w == 2
+            and pad_h == 0 and pad_w == 0)
+
+
 @kernel
 def is_whole_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w, shape, oh, ow):
-    """Max pooling over whole 2x2 windows, stride 2, no padding: LeNet's case,
-    which has loops, and native kernels, of its own: they vectorise, and a
-    graph that pools only this way builds only them, not the general ones."""
-    return (mode == MAX and ws_h == 2 and ws_w == 2 and st_h == 2 and st_w == 2
-            and pad_h == 0 and pad_w == 0 and 2 * oh <= shape[-2] and 2 * ow <= shape[-1])
+    """:func:`is_max_2x2`, with every window inside the image."""
+    return (is_max_2x2(mode, ws_h, ws_w, st_h, st_w, pad_h, pad_w)
+            and 2 * oh <= shape[-2] and 2 * ow <= shape[-1])
+
+
+@kernel
+def windows_overlap(ws_h, ws_w, st_h, st_w):
+    """Whether a cell can lie in two windows (then the gradient adds into zeros)."""
+    return st_h < ws_h or st_w < ws_w
 
 
 # The 2x2 loops index with unsigned integers: Numba checks every signed
@@ -162,7 +177,7 @@ def pool_grad_into(xs, outs, gouts, gx, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ig
     lo_h, hi_h, cnt_h = window_ranges(xs.shape[1], ws_h, st_h, pad_h, ignore_border, inc)
     lo_w, hi_w, cnt_w = window_ranges(xs.shape[2], ws_w, st_w, pad_w, ignore_border, inc)
     oh, ow = lo_h.size, lo_w.size
-    if st_h >= ws_h and st_w >= ws_w:
+    if not windows_overlap(ws_h, ws_w, st_h, st_w):
         disjoint_pool_grad(xs, outs, gouts, lo_h, hi_h, lo_w, hi_w, cnt_h, cnt_w,
                            owning_window(xs.shape[1], ws_h, st_h, pad_h, oh),
                            owning_window(xs.shape[2], ws_w, st_w, pad_w, ow), mode, gx)
@@ -267,7 +282,7 @@ def kernels_for(ws, stride, pad, ignore_border, mode):
     decides (windows cut at the border)."""
     whole_2x2 = [(MAX_POOL_2X2, MAX_POOL_GRAD_2X2)]
     general = [(POOL_FORWARD, POOL_GRAD)]
-    if mode == MAX and tuple(ws) == (2, 2) and tuple(stride) == (2, 2) and tuple(pad) == (0, 0):
+    if is_max_2x2(mode, *ws, *stride, *pad):
         return whole_2x2 if ignore_border else whole_2x2 + general
     return general
 
@@ -314,8 +329,10 @@ def pool_grad(x, out, gout, ws_h, ws_w, st_h, st_w, pad_h, pad_w, ignore_border,
     oh = out_length(height, ws_h, st_h, pad_h, ignore_border)
     ow = out_length(width, ws_w, st_w, pad_w, ignore_border)
     check_pool_grad(GRAD, x.shape, out.shape, gout.shape, x.shape[:-2] + (oh, ow))
-    overlapping = st_h < ws_h or st_w < ws_w
-    gx = np.zeros(x.shape, dtype=gout.dtype) if overlapping else np.empty(x.shape, dtype=gout.dtype)
+    if windows_overlap(ws_h, ws_w, st_h, st_w):
+        gx = np.zeros(x.shape, dtype=gout.dtype)
+    else:
+        gx = np.empty(x.shape, dtype=gout.dtype)
     params = native_params(n_img, height, width, oh, ow, ws_h, ws_w, st_h, st_w,
                            pad_h, pad_w, ignore_border, mode)
     gouts = native.contiguous(gout)
