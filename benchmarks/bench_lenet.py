@@ -789,8 +789,8 @@ def mode_name(mode):
         linker = type(get_mode(mode).linker).__name__
     except Exception:
         return str(mode)
-    return {"NumbaLinker": "NUMBA", "JAXLinker": "JAX", "VMLinker": "CVM",
-            "CLinker": "C", "PerformLinker": "PY"}.get(linker, linker)
+    return {"NumbaLinker": "NUMBA", "NumbaNodeLinker": "NUMBA", "JAXLinker": "JAX",
+            "VMLinker": "CVM", "CLinker": "C", "PerformLinker": "PY"}.get(linker, linker)
 
 
 def jax_on_cpu():

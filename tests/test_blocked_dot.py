@@ -15,7 +15,7 @@ from pytensor_nnet.matmul_kernels import BLOCK_ROWS, blocked_dot, row_blocks
 @pytest.fixture(autouse=True, scope="module")
 def speed_rewrites():
     """The rewrites are registered by the explicit call, not by the import."""
-    tune_for_speed(threads=False, exact_math=False, allocator=False)
+    tune_for_speed(threads=False, exact_math=False, nodes=False, allocator=False)
 
 
 def matrices(m, k, n, seed=0):

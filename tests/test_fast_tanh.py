@@ -22,7 +22,7 @@ from pytensor_nnet.fast_tanh import tanh_array
 @pytest.fixture(autouse=True, scope="module")
 def speed_rewrites():
     """The rewrite and exact float math come from the explicit call, not the import."""
-    tune_for_speed(threads=False, allocator=False)
+    tune_for_speed(threads=False, nodes=False, allocator=False)
 
 SPECIAL = np.array(
     [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 2.0**-56, 2.0**-30, 0.17, 0.34657, 0.5,
@@ -138,7 +138,7 @@ FIRST_COMPILED_IN_A_FASTMATH_GRAPH = textwrap.dedent("""
     from pytensor_nnet.fast_tanh import tanh_array
     from test_fast_tanh import libm_tanhf
 
-    pytensor_nnet.tune_for_speed(threads=False, exact_math=False, allocator=False)
+    pytensor_nnet.tune_for_speed(threads=False, exact_math=False, nodes=False, allocator=False)
 
     x = (np.random.default_rng(0).standard_normal(200_000) * 3).astype(np.float32)
     v = pt.vector(dtype="float32")

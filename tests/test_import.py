@@ -29,6 +29,7 @@ PROBE = textwrap.dedent("""
             "rewrites": [name for name in ("pytensor_nnet_tanh32", "pytensor_nnet_blocked_dot")
                          if name in optdb],
             "fastmath": pytensor.config.numba__fastmath,
+            "linker": type(pytensor.compile.mode.get_default_mode().linker).__name__,
         }
 
     before = state()
@@ -54,6 +55,7 @@ def test_import_changes_nothing_and_tune_for_speed_is_explicit():
     assert tuned["rewrites"] == ["pytensor_nnet_tanh32", "pytensor_nnet_blocked_dot"]
     assert {"Tanh32", "BlockedDot"} <= set(tuned["ops"])
     assert tuned["fastmath"] is False
+    assert before["linker"] == "NumbaLinker" and tuned["linker"] == "NumbaNodeLinker"
 
 
 DEMO_PROBE = textwrap.dedent("""

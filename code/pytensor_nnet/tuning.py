@@ -19,6 +19,11 @@ without being asked for:
     Numba's fastmath off, unless ``PYTENSOR_FLAGS`` names
     ``numba__fastmath``: with it, LLVM may reorder float arithmetic and the
     tutorials no longer print the original's numbers.
+``nodes``
+    Under Numba (the default mode), graphs compiled afterwards run node by
+    node (:mod:`pytensor_nnet.node_linker`): a graph that differs from an
+    earlier one by a shape or a constant compiles only its new nodes, not
+    the whole graph again. The same numbers either way.
 ``allocator``
     glibc's malloc keeps the memory a training step frees, instead of
     handing large blocks back to the kernel and faulting them in again at
@@ -31,7 +36,7 @@ import ctypes.util
 import os
 import sys
 
-from . import dot_op, tanh_op, threads
+from . import dot_op, node_linker, tanh_op, threads
 
 #: The names of the rewrites :func:`tune_for_speed` registers.
 REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME)
@@ -40,7 +45,8 @@ REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def tune_for_speed(*, threads=True, rewrites=True, exact_math=True, allocator=True):
+def tune_for_speed(*, threads=True, rewrites=True, exact_math=True, nodes=True,
+                   allocator=True):
     """Apply the speed settings (see the module docstring); returns those applied.
 
     Call it before compiling the functions it should affect. Calling it
@@ -61,6 +67,8 @@ def tune_for_speed(*, threads=True, rewrites=True, exact_math=True, allocator=Tr
         applied.append("rewrites")
     if exact_math and exact_float_math():
         applied.append("exact_math")
+    if nodes and node_linker.use_as_default():
+        applied.append("nodes")
     if allocator and keep_freed_memory():
         applied.append("allocator")
     return applied
