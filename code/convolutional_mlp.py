@@ -263,7 +263,8 @@ def build_model(datasets, learning_rate=0.1, nkerns=(20, 50), batch_size=500,
     ]
 
     # One thread pool, the float32 tanh and product rewrites, Numba's exact
-    # float math, glibc's allocator setting (see pytensor_nnet.tuning)
+    # float math, graphs run node by node, glibc's allocator setting (see
+    # pytensor_nnet.tuning)
     pytensor_nnet.tune_for_speed()
 
     # Each compiled function takes a minibatch number; ``givens`` feeds the

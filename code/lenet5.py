@@ -571,7 +571,8 @@ def build_model(datasets, learning_rate=LEARNING_RATE, batch_size=50, table="pap
     updates = [(p, p - rate * g) for p, g in zip(params, grads)]
 
     # One thread pool, the float32 tanh and product rewrites, Numba's exact
-    # float math, glibc's allocator setting (see pytensor_nnet.tuning)
+    # float math, graphs run node by node, glibc's allocator setting (see
+    # pytensor_nnet.tuning)
     pytensor_nnet.tune_for_speed()
 
     # Each compiled function takes a minibatch number; ``givens`` feeds the

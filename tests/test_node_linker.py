@@ -1,5 +1,5 @@
 """The node-by-node Numba linker: the numbers of PyTensor's Numba linker, and
-a graph that differs only by its constants compiles nothing new."""
+a graph that differs only by its constants compiles only its new nodes."""
 import json
 import os
 import subprocess
@@ -14,7 +14,7 @@ from pytensor.compile.mode import NUMBA
 
 from conftest import CODE
 from pytensor_nnet import conv2d, pool_2d
-from pytensor_nnet.node_linker import NUMBA_NODES, NumbaNodeLinker
+from pytensor_nnet.node_linker import NUMBA_NODES, NumbaNodeLinker, use_as_default
 
 
 def small_model(mode):
@@ -70,6 +70,21 @@ def test_a_node_error_reaches_the_caller_as_under_the_numba_linker():
         messages.append(str(raised.value).splitlines()[0])
     assert messages[0] == messages[1]
     assert "channels" in messages[1]
+
+
+def test_made_the_default_under_numba_only():
+    """``tune_for_speed`` (through ``use_as_default``) switches the Numba
+    default, with the same rewrites, and leaves other modes as they are."""
+    for flags in ({"mode": "CVM"}, {"mode": "JAX"}, {"mode": "FAST_COMPILE"}):
+        with pytensor.config.change_flags(**flags):
+            assert not use_as_default()
+            assert pytensor.config.mode == flags["mode"]
+    with pytensor.config.change_flags(mode="NUMBA"):
+        assert use_as_default() and use_as_default()  # the second call changes nothing
+        mode = pytensor.compile.mode.get_default_mode()
+        assert isinstance(mode.linker, NumbaNodeLinker)
+        assert mode.provided_optimizer == NUMBA.provided_optimizer
+    assert pytensor.config.mode != mode
 
 
 COMPILES = textwrap.dedent("""
