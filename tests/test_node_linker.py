@@ -57,6 +57,36 @@ def test_same_numbers_as_the_numba_linker():
     assert float(node_outs[0][4]) == 7.0
 
 
+TWO_CHECKS = textwrap.dedent("""
+    import numpy as np
+    import pytensor, pytensor.tensor as pt
+    from pytensor_nnet.node_linker import NUMBA_NODES
+
+    x = pt.matrix("x")
+    f = pytensor.function([x], pt.specify_shape(x, (3, None)).sum()
+                          + 2 * pt.specify_shape(x, (3, 4)).sum(), mode=NUMBA_NODES)
+    checks = [n for n in f.maker.fgraph.apply_nodes if type(n.op).__name__ == "SpecifyShape"]
+    assert len(checks) == 2
+    assert f(np.ones((3, 4))) == 36
+    try:
+        f(np.ones((3, 5)))
+    except AssertionError:
+        print("refused")
+""")
+
+
+def test_nodes_of_one_key_with_other_input_types(tmp_path):
+    """Two SpecifyShape nodes (one cache key: PyTensor keys its code by its
+    props alone) that check other sizes each run their own code. In a new
+    process with empty caches: a cached version would hide a mix-up."""
+    env = dict(os.environ, PYTHONPATH=CODE, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}")
+    done = subprocess.run([sys.executable, "-c", TWO_CHECKS], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["refused"]
+
+
 def test_a_node_error_reaches_the_caller_as_under_the_numba_linker():
     """A conv2d shape error raised inside a node: the same exception and
     message as from PyTensor's whole-graph function."""

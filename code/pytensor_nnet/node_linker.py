@@ -26,8 +26,11 @@ from pytensor.graph.rewriting.db import RewriteDatabaseQuery
 from pytensor.link.numba.linker import NumbaLinker
 
 
-# node functions by cache key: nodes of the same key share one function, so
-# that its code is loaded (or compiled) once in a process
+# node functions by cache key and input types: such nodes share one function,
+# so that its code is loaded (or compiled) once in a process. The types too:
+# PyTensor keys some Ops' code by their props alone although it depends on
+# the inputs' types (SpecifyShape checks only the sizes that are not None),
+# and tells the versions apart, on disk, by their signatures
 _functions = {}
 
 
@@ -41,7 +44,7 @@ def node_function(node, storage_map):
                                                      storage_map=storage_map)
     if cache_key is None:
         return numba_njit(function.py_func, final_function=True)
-    key = (cache_key, config.numba__fastmath)
+    key = (cache_key, config.numba__fastmath, tuple(v.type for v in node.inputs))
     if key not in _functions:
         _functions[key] = numba_njit(function.py_func, final_function=True, cache=True)
     return _functions[key]

@@ -53,7 +53,7 @@ def usable_cpus():
 def request(kernel, dtype):
     """Ask the helper to build ``kernel`` (a :class:`~pytensor_nnet.native.NativeKernel`)
     for ``dtype``; False when it cannot be asked (then build it here)."""
-    global _helper, _helper_pid
+    global _helper, _helper_pid, _failed
     if usable_cpus() < 2:  # the helper would only take turns with this process
         return False
     if getattr(sys, "frozen", False) or _failed:  # frozen: sys.executable is not Python
@@ -67,14 +67,18 @@ def request(kernel, dtype):
         try:
             if _helper is None:
                 _helper = _start_helper()
-            if _helper.poll() is not None:
-                return False
-            _helper.stdin.write(f"{kernel.module} {kernel.name} {dtype}\n")
-            _helper.stdin.flush()
+            if _helper.poll() is None:
+                _helper.stdin.write(f"{kernel.module} {kernel.name} {dtype}\n")
+                _helper.stdin.flush()
+                _pending.add((kernel.name, dtype))
+                return True
         except OSError:
-            return False
-        _pending.add((kernel.name, dtype))
-        return True
+            pass
+        # it could not start, or it died: what was asked of it, and everything
+        # from now on, is built here
+        _helper, _failed = None, True
+        _pending.clear()
+        return False
 
 
 def wait(kernel, dtype):
