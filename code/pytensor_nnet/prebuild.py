@@ -53,7 +53,7 @@ def usable_cpus():
 def request(kernel, dtype):
     """Ask the helper to build ``kernel`` (a :class:`~pytensor_nnet.native.NativeKernel`)
     for ``dtype``; False when it cannot be asked (then build it here)."""
-    global _helper, _helper_pid, _failed
+    global _helper, _helper_pid
     if usable_cpus() < 2:  # the helper would only take turns with this process
         return False
     if getattr(sys, "frozen", False) or _failed:  # frozen: sys.executable is not Python
@@ -74,37 +74,43 @@ def request(kernel, dtype):
                 return True
         except OSError:
             pass
-        # it could not start, or it died: what was asked of it, and everything
-        # from now on, is built here
-        _helper, _failed = None, True
-        _pending.clear()
+        _give_up()  # it could not start, or it died
         return False
 
 
 def wait(kernel, dtype):
     """Wait until the helper has answered for ``kernel`` and ``dtype``, if it was asked."""
-    global _failed
     with _lock:
         while (kernel.name, dtype) in _pending and _helper_pid == os.getpid():
             line = _helper.stdout.readline()
-            if not line:  # the helper is gone: what it did not answer is built here
-                _pending.clear()
-                _failed = True
-            else:
-                name, answered_dtype, _status = line.split()
-                _pending.discard((name, answered_dtype))
+            if not line:  # the helper is gone
+                _give_up()
+                return
+            name, answered_dtype, _status = line.split()
+            _pending.discard((name, answered_dtype))
             if not _pending:
                 _end_helper()
 
 
+def _give_up():
+    """The helper could not start or has died: what was asked of it, and
+    everything from now on, is built in this process."""
+    global _failed
+    _failed = True
+    _pending.clear()
+    _end_helper()
+
+
 def _end_helper():
-    """Close the helper's input (it has answered everything) and reap it."""
+    """Close the helper's input (it has answered everything, or is gone) and
+    reap it."""
     global _helper
-    try:
-        _helper.stdin.close()
-        _helper.wait(timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    if _helper is not None:
+        try:
+            _helper.stdin.close()
+            _helper.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     _helper = None
 
 
