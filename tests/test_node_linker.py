@@ -1,5 +1,6 @@
-"""The node-by-node Numba linker: the numbers of PyTensor's Numba linker, and
-a graph that differs only by its constants compiles only its new nodes."""
+"""The node-by-node Numba linker: the numbers of PyTensor's Numba linker; a
+graph that differs only by its constants, or by a conv2d setting, compiles
+nothing new; nodes that wait for a kernel run last."""
 import json
 import os
 import subprocess
@@ -10,11 +11,20 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from pytensor.compile.mode import NUMBA
+from pytensor.compile.mode import NUMBA, Mode
 
 from conftest import CODE
 from pytensor_nnet import conv2d, pool_2d
-from pytensor_nnet.node_linker import NUMBA_NODES, NumbaNodeLinker, use_as_default
+from pytensor_nnet.node_linker import (NUMBA_NODES, NumbaNodeLinker, runs_its_perform,
+                                       use_as_default, waiting_last)
+
+
+class CompiledNodeLinker(NumbaNodeLinker):
+    """Every node compiled, none run by its ``perform``."""
+    runs_its_perform = staticmethod(lambda op: False)
+
+
+COMPILED_NODES = Mode(CompiledNodeLinker(), NUMBA.provided_optimizer)
 
 
 def small_model(mode):
@@ -37,34 +47,60 @@ def small_model(mode):
 
 
 def test_same_numbers_as_the_numba_linker():
+    """Three SGD steps: the same bits from PyTensor's whole-graph function,
+    from the nodes run in turn, and from every node compiled."""
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 1, (6, 64))
     y = rng.randint(0, 5, 6).astype("int32")
     runs = {}
-    for name, mode in (("graph", NUMBA), ("nodes", NUMBA_NODES)):
+    for name, mode in (("graph", NUMBA), ("nodes", NUMBA_NODES), ("compiled", COMPILED_NODES)):
         f, params = small_model(mode)
         outs = [[np.asarray(o).copy() for o in f(x, y)] for _ in range(3)]
         runs[name] = outs, [p.get_value() for p in params]
-    assert isinstance(small_model(NUMBA_NODES)[0].maker.linker, NumbaNodeLinker)
-    (graph_outs, graph_params), (node_outs, node_params) = runs["graph"], runs["nodes"]
-    for step_graph, step_nodes in zip(graph_outs, node_outs):
-        for a, b in zip(step_graph, step_nodes):
+    f = small_model(NUMBA_NODES)[0]
+    assert isinstance(f.maker.linker, NumbaNodeLinker)
+    ops = [node.op for node in f.maker.fgraph.apply_nodes]
+    assert any(map(runs_its_perform, ops)) and not all(map(runs_its_perform, ops))
+    graph_outs, graph_params = runs["graph"]
+    for name in ("nodes", "compiled"):
+        node_outs, node_params = runs[name]
+        for step_graph, step_nodes in zip(graph_outs, node_outs):
+            for a, b in zip(step_graph, step_nodes):
+                np.testing.assert_array_equal(a, b)
+        for a, b in zip(graph_params, node_params):
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(graph_params, node_params):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(node_outs[0][3], x)
+        assert float(node_outs[0][4]) == 7.0
     assert not np.array_equal(graph_outs[0][0], graph_outs[2][0])  # the updates ran
-    np.testing.assert_array_equal(node_outs[0][3], x)
-    assert float(node_outs[0][4]) == 7.0
+
+
+def test_perform_runs_the_data_moves_and_our_ops():
+    """In a LeNet-like training graph: the conv, pool, tanh and dot nodes and
+    the reshapes, transposes, indexing run their ``perform``; arithmetic
+    (PyTensor's elementwise Ops and sums) is compiled."""
+    f = small_model(NUMBA_NODES)[0]
+    by_perform = {type(node.op).__name__: runs_its_perform(node.op)
+                  for node in f.maker.fgraph.apply_nodes}
+    for name in ("Conv2d", "Conv2dGradWeights", "Pool", "PoolGrad", "Reshape", "DimShuffle",
+                 "AdvancedIncSubtensor"):
+        assert by_perform.get(name) is True, (name, by_perform)
+    for name in ("Elemwise", "Sum"):
+        assert by_perform.get(name) is False, (name, by_perform)
 
 
 TWO_CHECKS = textwrap.dedent("""
     import numpy as np
     import pytensor, pytensor.tensor as pt
-    from pytensor_nnet.node_linker import NUMBA_NODES
+    from pytensor.compile.mode import NUMBA, Mode
+    from pytensor_nnet.node_linker import NumbaNodeLinker
+
+    class CompiledNodeLinker(NumbaNodeLinker):
+        runs_its_perform = staticmethod(lambda op: False)
 
     x = pt.matrix("x")
     f = pytensor.function([x], pt.specify_shape(x, (3, None)).sum()
-                          + 2 * pt.specify_shape(x, (3, 4)).sum(), mode=NUMBA_NODES)
+                          + 2 * pt.specify_shape(x, (3, 4)).sum(),
+                          mode=Mode(CompiledNodeLinker(), NUMBA.provided_optimizer))
     checks = [n for n in f.maker.fgraph.apply_nodes if type(n.op).__name__ == "SpecifyShape"]
     assert len(checks) == 2
     assert f(np.ones((3, 4))) == 36
@@ -77,8 +113,9 @@ TWO_CHECKS = textwrap.dedent("""
 
 def test_nodes_of_one_key_with_other_input_types(tmp_path):
     """Two SpecifyShape nodes (one cache key: PyTensor keys its code by its
-    props alone) that check other sizes each run their own code. In a new
-    process with empty caches: a cached version would hide a mix-up."""
+    props alone) that check other sizes each run their own code, when
+    compiled. In a new process with empty caches: a cached version would
+    hide a mix-up."""
     env = dict(os.environ, PYTHONPATH=CODE, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
                PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}")
     done = subprocess.run([sys.executable, "-c", TWO_CHECKS], env=env, capture_output=True,
@@ -126,11 +163,12 @@ COMPILES = textwrap.dedent("""
     from pytensor_nnet import conv2d
     from pytensor_nnet.node_linker import NUMBA_NODES
 
-    rows, maps = int(sys.argv[1]), int(sys.argv[2])
-    mode = NUMBA_NODES if sys.argv[3] == "nodes" else NUMBA
+    rows, maps, border, step = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    mode = NUMBA_NODES if sys.argv[5] == "nodes" else NUMBA
     x = pt.matrix("x")
     w = pytensor.shared(np.ones((maps, 1, 3, 3)), name="w")
-    out = conv2d(x.reshape((rows, 1, 6, 6)), w, filter_shape=(maps, 1, 3, 3))
+    out = conv2d(x.reshape((rows, 1, 6, 6)), w, filter_shape=(maps, 1, 3, 3),
+                 border_mode=border, subsample=(step, step))
     f = pytensor.function([x], pt.tanh(out).sum() * 2.0, mode=mode)
     with event.install_recorder("numba:compile") as recorder:
         f(np.ones((rows, 36)))
@@ -139,30 +177,56 @@ COMPILES = textwrap.dedent("""
 """)
 
 
-def compiled(cache, rows, maps, linker):
+def compiled(cache, linker, rows, maps, border="valid", step=1):
     """The names of the functions Numba compiles for a first call (a new
     process, the cache folder given)."""
     env = dict(os.environ, PYTHONPATH=CODE, NUMBA_CACHE_DIR=str(cache / "numba"),
                PYTENSOR_FLAGS=f"base_compiledir={cache / 'pytensor'}")
-    done = subprocess.run([sys.executable, "-c", COMPILES, str(rows), str(maps), linker],
+    args = [str(rows), str(maps), border, str(step), linker]
+    done = subprocess.run([sys.executable, "-c", COMPILES, *args],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("linker", ["nodes", "graph"])
-def test_new_constants_compile_only_new_nodes(tmp_path, linker):
-    """Other processes, the same cache: the same graph compiles nothing;
-    one with other batch and filter counts (the reshape's constants, the
-    shape hint's sizes, the static shapes) compiles only the hint's check
-    node by node, and the whole graph again under PyTensor's linker (the
-    control: it shows that the recorder sees compiles)."""
-    first = compiled(tmp_path, 2, 3, linker)
-    again = compiled(tmp_path, 2, 3, linker)
-    other = compiled(tmp_path, 5, 4, linker)
+def test_new_constants_and_settings_compile_nothing(tmp_path, linker):
+    """Other processes, the same cache: the same graph compiles nothing; nor
+    does, node by node, one with other batch and filter counts (the
+    reshape's constants, the shape hint's sizes, the static shapes) or
+    another border mode and stride. PyTensor's linker compiles the whole
+    graph again (the control: it shows that the recorder sees compiles)."""
+    first = compiled(tmp_path, linker, 2, 3)
+    again = compiled(tmp_path, linker, 2, 3)
+    other = compiled(tmp_path, linker, 5, 4)
     assert first and not again
     if linker == "nodes":
-        # the shape hint's new sizes (props of its Op) and the checks it calls
-        assert other and set(other) <= {"shape_hint", "breaks_hint", "differ"}
+        assert other == []
+        assert compiled(tmp_path, linker, 5, 4, "full", 2) == []
     else:
         assert "numba_funcified_fgraph" in other
+
+
+def test_nodes_that_wait_for_a_kernel_run_last():
+    """What depends on a waiting node runs after the rest, each part in its
+    first order; nothing moves when nothing waits."""
+    a, b = pt.matrix("a"), pt.matrix("b")
+    slow = pt.exp(a)  # stands for a node whose kernel is being built
+    after = slow + 1
+    after_sum = after.sum()
+    free = pt.log(b) * 2
+    free_sum = free.sum()
+    both = after_sum + free_sum
+    fgraph = pytensor.graph.fg.FunctionGraph([a, b], [both, free], clone=False)
+    order = fgraph.toposort()
+    assert waiting_last(fgraph, order, set()) == order
+    moved = waiting_last(fgraph, order, {slow.owner})
+    late = [v.owner for v in (slow, after, after_sum, both)]
+    assert moved[-4:] == [n for n in order if n in late]
+    assert moved[:-4] == [n for n in order if n not in late]
+    assert [n for n in order if n not in late]  # something did move ahead
+    position = {node: i for i, node in enumerate(moved)}
+    for node in moved:  # still a valid order
+        for var in node.inputs:
+            if var.owner is not None:
+                assert position[var.owner] < position[node]

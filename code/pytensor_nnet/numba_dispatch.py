@@ -22,7 +22,7 @@ from hashlib import sha256
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels, shapes
+from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels, prebuild, shapes
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
@@ -46,16 +46,40 @@ TANH_VERSION = source_version(jit, native, fast_tanh)
 DOT_VERSION = source_version(jit, native, matmul_kernels)
 
 
-def build(node, *kernels):
-    """Get ``kernels`` ready for the dtype of ``node``'s output (see the module docstring)."""
-    if node is not None:
-        for kernel in kernels:
-            kernel.prefetch(node.outputs[0].type.dtype)
+def native_kernels(op):
+    """The native kernels a node of ``op`` may call (none for an Op not ours)."""
+    if isinstance(op, Conv2d):
+        return (conv_kernels.CORR_FORWARD,)
+    if isinstance(op, Conv2dGradInputs):
+        return (conv_kernels.CORR_GRAD_INPUTS,)
+    if isinstance(op, Conv2dGradWeights):
+        return (conv_kernels.CORR_GRAD_WEIGHTS,)
+    if isinstance(op, Pool):
+        return tuple(forward for forward, _ in pool_kernel_pairs(op))
+    if isinstance(op, PoolGrad):
+        return tuple(grad for _, grad in pool_kernel_pairs(op))
+    if isinstance(op, Tanh32):
+        return (fast_tanh.TANH,)
+    if isinstance(op, BlockedDot):
+        return (matmul_kernels.BLOCKED_DOT,)
+    return ()
+
+
+def prefetch(node):
+    """Get the native kernels of ``node`` ready for its dtype (see the module
+    docstring); True when a helper process is building one of them."""
+    if node is None:
+        return False
+    dtype = node.outputs[0].type.dtype
+    kernels = native_kernels(node.op)
+    for kernel in kernels:
+        kernel.prefetch(dtype)
+    return any(prebuild.is_pending(kernel, dtype) for kernel in kernels)
 
 
 @register_funcify_default_op_cache_key(Conv2d)
 def numba_funcify_Conv2d(op, node=None, **kwargs):
-    build(node, conv_kernels.CORR_FORWARD)
+    prefetch(node)
     flip, args = op.filter_flip, op.kernel_args()
     forward = conv_kernels.conv_forward
 
@@ -68,7 +92,7 @@ def numba_funcify_Conv2d(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Conv2dGradInputs)
 def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
-    build(node, conv_kernels.CORR_GRAD_INPUTS)
+    prefetch(node)
     flip, args, name = op.filter_flip, op.kernel_args(), op.op_name
     check, grad_inputs = conv_kernels.check_grad, conv_kernels.conv_grad_inputs
 
@@ -82,7 +106,7 @@ def numba_funcify_Conv2dGradInputs(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Conv2dGradWeights)
 def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
-    build(node, conv_kernels.CORR_GRAD_WEIGHTS)
+    prefetch(node)
     flip, args, name = op.filter_flip, op.kernel_args(), op.op_name
     check, grad_weights = conv_kernels.check_grad, conv_kernels.conv_grad_weights
 
@@ -117,7 +141,7 @@ def pool_kernel_pairs(op):
 
 @register_funcify_default_op_cache_key(Pool)
 def numba_funcify_Pool(op, node=None, **kwargs):
-    build(node, *(forward for forward, _ in pool_kernel_pairs(op)))
+    prefetch(node)
     args = op.kernel_args()
     forward = pool_kernels.pool_forward
 
@@ -130,7 +154,7 @@ def numba_funcify_Pool(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(PoolGrad)
 def numba_funcify_PoolGrad(op, node=None, **kwargs):
-    build(node, *(grad for _, grad in pool_kernel_pairs(op)))
+    prefetch(node)
     args = op.kernel_args()
     grad = pool_kernels.pool_grad
 
@@ -143,7 +167,7 @@ def numba_funcify_PoolGrad(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(Tanh32)
 def numba_funcify_Tanh32(op, node=None, **kwargs):
-    build(node, fast_tanh.TANH)
+    prefetch(node)
     tanh = fast_tanh.tanh_array
 
     @numba_basic.numba_njit
@@ -155,7 +179,7 @@ def numba_funcify_Tanh32(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(BlockedDot)
 def numba_funcify_BlockedDot(op, node=None, **kwargs):
-    build(node, matmul_kernels.BLOCKED_DOT)
+    prefetch(node)
     dot = matmul_kernels.blocked_dot
 
     @numba_basic.numba_njit

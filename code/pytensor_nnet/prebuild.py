@@ -78,6 +78,11 @@ def request(kernel, dtype):
         return False
 
 
+def is_pending(kernel, dtype):
+    """Whether this process's helper is building ``kernel`` for ``dtype``."""
+    return (kernel.name, dtype) in _pending and _helper_pid == os.getpid()
+
+
 def wait(kernel, dtype):
     """Wait until the helper has answered for ``kernel`` and ``dtype``, if it was asked."""
     with _lock:
