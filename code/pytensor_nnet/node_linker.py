@@ -137,7 +137,7 @@ class NumbaNodeLinker(NumbaLinker):
         return run_in_turn(fgraph, [(node, functions[node]) for node in order], numba_typify), None
 
     def jit_compile(self, fn_and_cache):
-        return fn_and_cache[0]  # plain Python: the nodes are compiled
+        return fn_and_cache[0]  # plain Python, calling the nodes' functions
 
 
 def waiting_last(fgraph, order, waiting):
