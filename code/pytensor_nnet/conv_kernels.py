@@ -110,6 +110,12 @@ def rows_inside(oh, sh, offset, height):
     return lo, hi
 
 
+@kernel(forceinline=True)
+def flat_index(shape, n, c, r, col):
+    """The position of element [n, c, r, col] in a C-contiguous array of ``shape``, flattened."""
+    return ((n * shape[1] + c) * shape[2] + r) * shape[3] + col
+
+
 @kernel
 def im2col(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols):
     """Unroll the receptive fields of images n0 .. n0+nb-1, channels c0 ..
@@ -118,12 +124,13 @@ def im2col(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols):
     Row by row of ``cols``, each written from start to end (written image by
     image, a block took twice as long). ``x`` C-contiguous.
     """
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    height, width = x.shape[2], x.shape[3]
     positions = oh * ow
     flat = x.reshape(-1)  # offsets into it, not a view per row: cheaper than a run of 8
     for c in range(cg):
         for a in range(kh):
-            lo, hi = rows_inside(oh, sh, a * dh - ph, height)
+            row0 = a * dh - ph  # the input row of output row 0
+            lo, hi = rows_inside(oh, sh, row0, height)
             for b in range(kw):
                 dst = cols[(c * kh + a) * kw + b]
                 col0 = b * dw - pw
@@ -135,8 +142,7 @@ def im2col(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols):
                             dst[d0 + j] = 0
                         for j in range(hi * ow, positions):
                             dst[d0 + j] = 0
-                        s0 = (((n0 + n) * channels + c0 + c) * height
-                              + lo * sh + a * dh - ph) * width + col0
+                        s0 = flat_index(x.shape, n0 + n, c0 + c, lo * sh + row0, col0)
                         for i in range(lo, hi):
                             copy_run(dst, d0 + i * ow, flat, s0, ow)
                             s0 += sh * width
@@ -145,7 +151,7 @@ def im2col(x, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols):
                 for n in range(nb):
                     channel = x[n0 + n, c0 + c]
                     for i in range(oh):
-                        r = i * sh + a * dh - ph
+                        r = i * sh + row0
                         d0 = n * positions + i * ow
                         if r < 0 or r >= height:
                             for j in range(ow):
@@ -167,19 +173,19 @@ def col2im(cols, gx, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow):
     c0+cg-1 of ``gx`` (C-contiguous): the transpose of :func:`im2col`. The
     filter offsets run backwards, so that each cell adds its terms in the
     order of the output positions they come from."""
-    channels, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
+    height, width = gx.shape[2], gx.shape[3]
     positions = oh * ow
     flat = gx.reshape(-1)
     for c in range(cg):
         for a in range(kh - 1, -1, -1):
-            lo, hi = rows_inside(oh, sh, a * dh - ph, height)
+            row0 = a * dh - ph
+            lo, hi = rows_inside(oh, sh, row0, height)
             for b in range(kw - 1, -1, -1):
                 src = cols[(c * kh + a) * kw + b]
                 col0 = b * dw - pw
                 if sw == 1 and col0 >= 0 and col0 + ow <= width:
                     for n in range(nb):
-                        d0 = (((n0 + n) * channels + c0 + c) * height
-                              + lo * sh + a * dh - ph) * width + col0
+                        d0 = flat_index(gx.shape, n0 + n, c0 + c, lo * sh + row0, col0)
                         for i in range(lo, hi):
                             add_run(flat, d0, src, n * positions + i * ow, ow)
                             d0 += sh * width
@@ -188,7 +194,7 @@ def col2im(cols, gx, n0, nb, c0, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow):
                     channel = gx[n0 + n, c0 + c]
                     for i in range(lo, hi):
                         s0 = n * positions + i * ow
-                        dst = channel[i * sh + a * dh - ph]
+                        dst = channel[i * sh + row0]
                         for j in range(ow):
                             cc = col0 + j * sw
                             if 0 <= cc < width:

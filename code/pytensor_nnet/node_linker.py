@@ -72,8 +72,8 @@ def runs_its_perform(op):
     the Ops above, and this package's Ops, whose ``perform`` calls the same
     compiled drivers as their Numba code (disk-cached, compiled once per
     argument types, so a new setting or shape compiles nothing)."""
-    return (isinstance(op, NUMPY_OPS + (ShapeHint,))
-            or bool(numba_dispatch.native_kernels(op)))
+    return isinstance(op, NUMPY_OPS) or isinstance(op, ShapeHint) \
+        or bool(numba_dispatch.native_kernels(op))
 
 
 # node functions by cache key and input types: such nodes share one function,
