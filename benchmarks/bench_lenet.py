@@ -38,6 +38,7 @@ Examples::
     python benchmarks/bench_lenet.py --epochs 3 --partial 10 # quick look
     python benchmarks/bench_lenet.py --peers eager --mode CVM
     python benchmarks/bench_lenet.py --mode JAX --peers none # GPU with a CUDA jax
+    python benchmarks/bench_lenet.py --avx2                  # an AVX2-only CPU, on an AVX-512 one
 
 Compare only runs made on a quiet machine: the script prints the load
 average and warns when the machine was busy or the epochs unsteady.
@@ -87,6 +88,9 @@ def parse_args(argv=None):
     parser.add_argument("--block", type=int, default=None, help=argparse.SUPPRESS)  # older option, unused
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode (default, max-autotune-no-cudagraphs, ...)")
+    parser.add_argument("--avx2", action="store_true",
+                        help="on an AVX-512 CPU, run every contestant on its AVX2 code (see AVX2_ONLY): "
+                             "an AVX2-only machine, simulated fairly")
     parser.add_argument("--no-floor", action="store_true", help="skip the GEMM floor measurement")
     parser.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
     parser.add_argument("--dataset", default="mnist.pkl.gz", help="as for load_data")
@@ -106,6 +110,22 @@ def parse_args(argv=None):
         if value is not None and value < (0 if name == "warmup" else 1):
             parser.error(f"--{name} must be {'>= 0' if name == 'warmup' else 'positive'}, got {value}")
     return args
+
+
+# An AVX2-only CPU, simulated on an AVX-512 one for every contestant alike:
+# OpenBLAS's Haswell kernels alone (OPENBLAS_CORETYPE=Haswell) handicap the
+# project and numpy but not PyTorch, whose MKL and oneDNN keep their AVX-512
+# code, and Numba would still compile for the host's AVX-512.
+AVX2_ONLY = {
+    "OPENBLAS_CORETYPE": "Haswell",      # OpenBLAS (numpy, SciPy: the project's GEMMs)
+    "NUMBA_CPU_NAME": "haswell",         # the project's own kernels
+    "ATEN_CPU_CAPABILITY": "avx2",       # PyTorch's own kernels, inductor's code
+    "ONEDNN_MAX_CPU_ISA": "AVX2",        # PyTorch's convolutions
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",   # PyTorch's matrix products
+    # inductor's cache does not tell its AVX-512 code from AVX2 code: a
+    # cached AVX-512 graph came back under avx2 and failed (torch 2.13)
+    "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+}
 
 
 def set_threads(n):
@@ -295,6 +315,7 @@ def machine_info():
     info["avx512f"] = "avx512f" in flags if flags else None
     info["avx2"] = "avx2" in flags if flags else None
     info["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE")
+    info["isa_limits"] = {k: os.environ[k] for k in AVX2_ONLY if k in os.environ}
     info["versions"] = versions()
     return info
 
@@ -517,6 +538,9 @@ def print_machine(machine, project, peers_info, floor):
           + (f" ({machine['physical_cores']} physical cores)" if machine["physical_cores"] else "")
           + f", AVX-512 {'yes' if machine['avx512f'] else 'no' if machine['avx512f'] is False else '?'}"
           f" (avx512f), AVX2 {'yes' if machine['avx2'] else 'no'}")
+    if machine["isa_limits"]:
+        print("instruction sets limited by: "
+              + ", ".join(f"{k}={v}" for k, v in machine["isa_limits"].items()))
     print(f"OpenBLAS: kernels {'/'.join(project['openblas_kernels']) or '?'}, "
           f"OPENBLAS_CORETYPE={machine['openblas_coretype'] or '(unset)'}, "
           f"threads in this process {'/'.join(map(str, project['blas_threads'])) or '?'}")
@@ -569,6 +593,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         set_threads(args.threads)
+    if args.avx2:
+        os.environ.update(AVX2_ONLY)  # before numpy loads; the children inherit it
     if args.gemm_worker:
         return gemm_worker(args.gemm_worker)
     if args.torch_worker:

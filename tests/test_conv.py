@@ -147,6 +147,19 @@ def test_a_batch_in_many_blocks_equals_its_images_one_by_one(stride, groups):
     np.testing.assert_allclose(gw, gw_sum, rtol=1e-12, atol=1e-10)
 
 
+def test_forward_blocks_keep_their_patches_in_cache():
+    """LeNet's second layer (500 images, K = 20*5*5, 8x8 outputs): the
+    forward and input-gradient kernels unroll 8 images a block (1 MiB of
+    patches, cache-sized), the filter gradient 64 (its sums run along the
+    patches, so its blocks fix its last bits)."""
+    assert conv_kernels.blocking(500, 64, 500) == (8, 63)
+    assert conv_kernels.blocking(500, 64) == (64, 8)
+    blk, _ = conv_kernels.blocking(500, 64, 500)
+    assert blk * 500 * 64 <= conv_kernels.CACHE_FLOATS < (blk + 1) * 500 * 64
+    # one image's patches larger than the cache: still one image a block
+    assert conv_kernels.blocking(10, 4096, 500) == (1, 10)
+
+
 def test_static_output_shape_and_infer_shape():
     x = pt.tensor4("x", shape=(5, 3, 11, 9))
     w = pt.tensor4("w", shape=(4, 3, 3, 4))
