@@ -224,7 +224,8 @@ def check_grad(op, img, filters, gout, border, ph, pw, sh, sw, dh, dw, groups):
 # also fixes the last bits of the results (BLAS rounds differently for other
 # matrix shapes, and the filter gradient adds block by block): 2048 rows ran
 # as fast but made the 200-epoch LeNet run drift from epoch 7 on, so 4096
-# stays, with which runs repeat the recorded full run exactly.
+# stays. It caps every kernel's blocks; the forward and input-gradient
+# kernels cap theirs by CACHE_FLOATS too.
 GEMM_ROWS = 4096
 
 # Unrolled patches per block, at most (K x columns numbers), in the forward
