@@ -81,9 +81,12 @@ def test_perform_runs_the_data_moves_and_our_ops():
     f = small_model(NUMBA_NODES)[0]
     by_perform = {type(node.op).__name__: runs_its_perform(node.op)
                   for node in f.maker.fgraph.apply_nodes}
-    for name in ("Conv2d", "Conv2dGradWeights", "Pool", "PoolGrad", "Reshape", "DimShuffle",
-                 "AdvancedIncSubtensor"):
+    for name in ("Reshape", "DimShuffle", "AdvancedIncSubtensor"):
         assert by_perform.get(name) is True, (name, by_perform)
+    # the conv and pool Ops, or their fused forms once tune_for_speed's rewrites are registered
+    ours = [name for name in by_perform if name.startswith(("Conv2d", "Pool"))]
+    assert any(name.startswith("Conv2dGradWeights") for name in ours), by_perform
+    assert all(by_perform[name] for name in ours), by_perform
     for name in ("Elemwise", "Sum"):
         assert by_perform.get(name) is False, (name, by_perform)
 

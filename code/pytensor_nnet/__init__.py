@@ -8,14 +8,16 @@ implementations for every PyTensor backend: Python/C (``perform``), Numba
 
 Importing the package registers the Ops and their backends and changes
 nothing else. :func:`tune_for_speed` is the explicit call for the speed
-settings the tutorials use (one thread pool, the float32 tanh and matrix
-product rewrites, exact float math, the allocator setting); see
+settings the tutorials use (one thread pool, the float32 tanh, matrix
+product and convolution-pooling rewrites, exact float math, the allocator
+setting); see
 :mod:`pytensor_nnet.tuning`.
 """
 import importlib.util
 
 from . import numba_dispatch  # noqa: F401  (registers the Numba backend)
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, conv2d
+from .conv_pool import Conv2dGradInputsMaxPool, Conv2dGradWeightsMaxPool, Conv2dMaxPool
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad, max_pool_2d, pool_2d
 from .tanh_op import Tanh32
@@ -32,6 +34,9 @@ __all__ = [
     "Conv2d",
     "Conv2dGradInputs",
     "Conv2dGradWeights",
+    "Conv2dMaxPool",
+    "Conv2dGradWeightsMaxPool",
+    "Conv2dGradInputsMaxPool",
     "Pool",
     "PoolGrad",
     "Tanh32",

@@ -27,12 +27,16 @@ from numba import carray, prange
 
 from . import native
 from .jit import kernel
-from .shapes import check_conv, check_conv_gout, check_conv_output
+from .pool_kernels import max_cells_2x2, max_pool_2x2, max_unpool_2x2
+from .shapes import check_conv, check_conv_gout, check_conv_output, check_pooled_grad
 
 # the ops' names, as their errors give them
 FORWARD = "conv2d"
 GRAD_INPUTS = "conv2d gradient w.r.t. the input (Conv2dGradInputs)"
 GRAD_WEIGHTS = "conv2d gradient w.r.t. the filters (Conv2dGradWeights)"
+GRAD_WEIGHTS_POOLED = ("conv2d + pool_2d gradient w.r.t. the filters "
+                       "(Conv2dGradWeightsMaxPool)")
+GRAD_INPUTS_POOLED = "conv2d + pool_2d gradient w.r.t. the input (Conv2dGradInputsMaxPool)"
 
 # border modes as small ints, so the kernels can resolve padding from the
 # run-time filter size inside nopython code
@@ -279,6 +283,49 @@ def scatter_block(res, out, n0, nb, f0, og, positions):
                 row[p] = src[p]
 
 
+# The fused convolution and 2x2 max pooling (pytensor_nnet.conv_pool): the
+# forward pools each block of output maps while it is in cache, and the
+# filter gradient rebuilds its blocks of the pooling's gradient from the
+# maxima's cells. The full-size maps never reach memory: LeNet's first layer
+# wrote, and read three times, 23 MB of them per training step.
+NO_POOL, MAX_POOL_2X2, MAX_POOL_2X2_CELLS = 0, 1, 2
+
+
+@kernel
+def pool_block(res, pooled, cells, n0, nb, f0, og, oh, ow, pool):
+    """pooled[n0 + b, f0 + f] = res[f, b*P:(b+1)*P] (an oh x ow map) max-pooled
+    over 2x2 windows, and the maxima's cells when ``pool`` asks for them."""
+    positions = oh * ow
+    for b in range(nb):
+        for f in range(og):
+            conv = res[f, b * positions:(b + 1) * positions].reshape((oh, ow))
+            top = pooled[n0 + b, f0 + f]
+            max_pool_2x2(conv, top)
+            if pool == MAX_POOL_2X2_CELLS:
+                max_cells_2x2(conv, top, cells[n0 + b, f0 + f])
+
+
+@kernel
+def gather_unpooled(gpool, cells, n0, nb, f0, og, oh, ow, gblk):
+    """Like :func:`gather_gout`, for the gradient of the pooled maps: each
+    map's gradient rebuilt from the pooled gradient and the maxima's cells."""
+    positions = oh * ow
+    for b in range(nb):
+        for f in range(og):
+            dst = gblk[f, b * positions:(b + 1) * positions].reshape((oh, ow))
+            max_unpool_2x2(cells[n0 + b, f0 + f], gpool[n0 + b, f0 + f], dst)
+
+
+@kernel
+def gather_block(gout, cells, n0, nb, f0, og, oh, ow, pool, gblk):
+    """A gradient kernel's block of output-map gradients: :func:`gather_gout`,
+    or with ``pool`` :func:`gather_unpooled`."""
+    if pool == NO_POOL:
+        gather_gout(gout, n0, nb, f0, og, oh * ow, gblk)
+    else:
+        gather_unpooled(gout, cells, n0, nb, f0, og, oh, ow, gblk)
+
+
 @kernel
 def gather_gout(gout, n0, nb, f0, og, positions, gblk):
     """gblk[f, b*P + p] = gout[n0 + b, f0 + f, p]: a block of output maps side by side."""
@@ -291,13 +338,13 @@ def gather_gout(gout, n0, nb, f0, og, positions, gblk):
 
 
 @kernel(parallel=True)
-def corr_forward(x, w, out, ph, pw, sh, sw, dh, dw, groups):
+def corr_forward(x, w, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow, pool):
     """``out`` = cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups,
-    kh, kw), both C-contiguous; padding resolved, shapes checked (see
-    :func:`conv_forward`)."""
+    kh, kw), an (N, O, oh, ow) map per image; or, with ``pool``, those maps
+    max-pooled (see :func:`pool_block`). All C-contiguous; padding resolved,
+    shapes checked (see :func:`conv_forward`)."""
     n_img = x.shape[0]
     n_filt, cg, kh, kw = w.shape
-    oh, ow = out.shape[2], out.shape[3]
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
     wmat = w.reshape((n_filt, k))
     blk, n_blocks = blocking(n_img, positions, k)
@@ -310,15 +357,20 @@ def corr_forward(x, w, out, ph, pw, sh, sw, dh, dw, groups):
             res = np.empty((og, nb * positions), dtype=x.dtype)
             im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
             np.dot(wg, cols, res)
-            scatter_block(res, out, n0, nb, g * og, og, positions)
+            if pool == NO_POOL:
+                scatter_block(res, out, n0, nb, g * og, og, positions)
+            else:
+                pool_block(res, out, cells, n0, nb, g * og, og, oh, ow, pool)
 
 
 @kernel(parallel=True)
-def corr_grad_weights(x, gout, gw, ph, pw, sh, sw, dh, dw, groups):
+def corr_grad_weights(x, gout, gw, cells, oh, ow, ph, pw, sh, sw, dh, dw, groups, pool):
     """``gw`` (O, C/groups, kh, kw), zeros on entry, += d(sum(corr(x, w) *
-    gout)) / dw; all C-contiguous, shapes checked."""
+    gout)) / dw, the maps (oh x ow) of the correlation; with ``pool``,
+    ``gout`` is the gradient of those maps max-pooled, with the maxima's
+    ``cells`` (see :func:`pool_block`). All C-contiguous, shapes checked."""
     n_img, channels = x.shape[0], x.shape[1]
-    n_filt, oh, ow = gout.shape[1], gout.shape[2], gout.shape[3]
+    n_filt = gout.shape[1]
     cg = channels // groups
     kh, kw = gw.shape[2], gw.shape[3]
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
@@ -332,7 +384,7 @@ def corr_grad_weights(x, gout, gw, ph, pw, sh, sw, dh, dw, groups):
             cols = np.empty((k, nb * positions), dtype=x.dtype)
             gblk = np.empty((og, nb * positions), dtype=x.dtype)
             im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
-            gather_gout(gout, n0, nb, g * og, og, positions, gblk)
+            gather_block(gout, cells, n0, nb, g * og, og, oh, ow, pool, gblk)
             np.dot(gblk, cols.T, partial[t])
         add_in_block_order(gwmat[g * og:(g + 1) * og], partial)
 
@@ -349,10 +401,13 @@ def add_in_block_order(total, partial):
 
 
 @kernel(parallel=True)
-def corr_grad_inputs(wmat, gout, gx, kh, kw, ph, pw, sh, sw, dh, dw, groups):
+def corr_grad_inputs(wmat, gout, gx, cells, kh, kw, oh, ow, ph, pw, sh, sw, dh, dw, groups,
+                     pool):
     """``gx`` = d(sum(corr(x, w) * gout)) / dx, with the filters as the
-    C-contiguous matrix ``wmat`` (O, C/groups * kh * kw); shapes checked."""
-    n_img, n_filt, oh, ow = gout.shape
+    C-contiguous matrix ``wmat`` (O, C/groups * kh * kw), the maps (oh x ow)
+    of the correlation; with ``pool``, ``gout`` and ``cells`` as in
+    :func:`corr_grad_weights`. Shapes checked."""
+    n_img, n_filt = gout.shape[0], gout.shape[1]
     channels = gx.shape[1]
     cg = channels // groups
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
@@ -367,7 +422,7 @@ def corr_grad_inputs(wmat, gout, gx, kh, kw, ph, pw, sh, sw, dh, dw, groups):
             clear_block(gx, n0, nb, g * cg, cg)
             cols = np.empty((k, nb * positions), dtype=gout.dtype)
             gblk = np.empty((og, nb * positions), dtype=gout.dtype)
-            gather_gout(gout, n0, nb, g * og, og, positions, gblk)
+            gather_block(gout, cells, n0, nb, g * og, og, oh, ow, pool, gblk)
             np.dot(wg.T, gblk, cols)
             col2im(cols, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)
 
@@ -380,9 +435,10 @@ def flipped(w):
 
 # The native kernels: C functions of native.NativeKernel's signature, all
 # arrays C-contiguous. params: the sizes of the input, the filters and the
-# output, the settings (padding resolved), whether to flip the filters:
+# output, the settings (padding resolved), whether to flip the filters, the
+# pooling (NO_POOL, MAX_POOL_2X2 or MAX_POOL_2X2_CELLS):
 PARAMS = ("n_img", "channels", "height", "width", "n_filt", "cg", "kh", "kw", "oh", "ow",
-          "ph", "pw", "sh", "sw", "dh", "dw", "groups", "flip")
+          "ph", "pw", "sh", "sw", "dh", "dw", "groups", "flip", "pool")
 
 
 @kernel
@@ -390,15 +446,33 @@ def unpack(params):
     """The arrays' shapes and the settings from a kernel's params."""
     p = carray(params, (len(PARAMS),))
     return ((p[0], p[1], p[2], p[3]), (p[4], p[5], p[6], p[7]), (p[0], p[4], p[8], p[9]),
-            (p[10], p[11], p[12], p[13], p[14], p[15], p[16]), p[17] != 0)
+            (p[10], p[11], p[12], p[13], p[14], p[15], p[16]), p[17] != 0, p[18])
 
 
-def corr_forward_native(x, w, out, unused, params):
-    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+@kernel
+def pooled_shape(shape):
+    """The shape of (N, O, oh, ow) maps max-pooled over 2x2 windows (ignore_border)."""
+    return (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
+
+
+@kernel
+def output_arrays(out, cells, out_shape, pool):
+    """The output (and the maxima's cells) a kernel writes or reads, as arrays:
+    the maps, or with ``pool`` the pooled maps (cells empty without them)."""
+    if pool == NO_POOL:
+        return carray(out, out_shape), carray(cells, (0, 0, 0, 0))
+    shape = pooled_shape(out_shape)
+    cells_shape = shape if pool == MAX_POOL_2X2_CELLS else (0, 0, 0, 0)
+    return carray(out, shape), carray(cells, cells_shape)
+
+
+def corr_forward_native(x, w, out, cells, params):
+    x_shape, w_shape, out_shape, settings, flip, pool = unpack(params)
     w = carray(w, w_shape)
     ph, pw, sh, sw, dh, dw, groups = settings
-    corr_forward(carray(x, x_shape), flipped(w) if flip else w, carray(out, out_shape),
-                 ph, pw, sh, sw, dh, dw, groups)
+    out, cells = output_arrays(out, cells, out_shape, pool)
+    corr_forward(carray(x, x_shape), flipped(w) if flip else w, out, cells,
+                 ph, pw, sh, sw, dh, dw, groups, out_shape[2], out_shape[3], pool)
     return native.OK
 
 
@@ -413,27 +487,29 @@ def unflip(src, dst):
                     dst[o, c, a, b] = src[o, c, kh - 1 - a, kw - 1 - b]
 
 
-def corr_grad_weights_native(x, gout, gw, unused, params):
+def corr_grad_weights_native(x, gout, gw, cells, params):
     """``gw``: zeros on entry."""
-    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+    x_shape, w_shape, out_shape, settings, flip, pool = unpack(params)
     gw = carray(gw, w_shape)
     ph, pw, sh, sw, dh, dw, groups = settings
     result = np.zeros(w_shape, dtype=gw.dtype) if flip else gw
-    corr_grad_weights(carray(x, x_shape), carray(gout, out_shape), result,
-                      ph, pw, sh, sw, dh, dw, groups)
+    gout, cells = output_arrays(gout, cells, out_shape, pool)
+    corr_grad_weights(carray(x, x_shape), gout, result, cells, out_shape[2], out_shape[3],
+                      ph, pw, sh, sw, dh, dw, groups, pool)
     if flip:
         unflip(result, gw)
     return native.OK
 
 
-def corr_grad_inputs_native(w, gout, gx, unused, params):
-    x_shape, w_shape, out_shape, settings, flip = unpack(params)
+def corr_grad_inputs_native(w, gout, gx, cells, params):
+    x_shape, w_shape, out_shape, settings, flip, pool = unpack(params)
     w = carray(w, w_shape)
     wc = flipped(w) if flip else w
     n_filt, cg, kh, kw = w_shape
     ph, pw, sh, sw, dh, dw, groups = settings
-    corr_grad_inputs(wc.reshape((n_filt, cg * kh * kw)), carray(gout, out_shape),
-                     carray(gx, x_shape), kh, kw, ph, pw, sh, sw, dh, dw, groups)
+    gout, cells = output_arrays(gout, cells, out_shape, pool)
+    corr_grad_inputs(wc.reshape((n_filt, cg * kh * kw)), gout, carray(gx, x_shape), cells,
+                     kh, kw, out_shape[2], out_shape[3], ph, pw, sh, sw, dh, dw, groups, pool)
     return native.OK
 
 
@@ -455,47 +531,109 @@ corr_grad_inputs_call = CORR_GRAD_INPUTS.call
 # shape their third input carries before calling it (check_grad).
 
 @kernel
-def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
-    """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
-    n_img, channels, height, width = x.shape
-    n_filt, cg, kh, kw = w.shape
+def kernel_params(img, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, pool):
+    """A kernel's params (see :data:`PARAMS`) for these shapes and settings."""
+    return native.int_params((img[0], img[1], img[2], img[3], filters[0], filters[1],
+                              filters[2], filters[3], oh, ow, ph, pw, sh, sw, dh, dw, groups,
+                              1 if flip else 0, pool))
+
+
+@kernel
+def forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups):
+    """Check the forward's shapes; return their :func:`geometry`."""
     check_conv(FORWARD, x.shape, w.shape, groups)
     ph, pw, oh, ow = geometry(x.shape, w.shape, border, ph, pw, sh, sw, dh, dw)
-    check_conv_output(FORWARD, x.shape, w.shape, (n_img, n_filt, oh, ow))
-    out = np.empty((n_img, n_filt, oh, ow), dtype=x.dtype)
-    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
-                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    check_conv_output(FORWARD, x.shape, w.shape, (x.shape[0], w.shape[0], oh, ow))
+    return ph, pw, oh, ow
+
+
+@kernel
+def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
+    """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
+    ph, pw, oh, ow = forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups)
+    out = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
+    params = kernel_params(x.shape, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
+                           NO_POOL)
     native.check(corr_forward_call(native.contiguous(x), native.contiguous(w), out, None,
                                    params))
     return out
 
 
 @kernel
+def conv_forward_max_pool(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups, with_cells):
+    """:func:`conv_forward` max-pooled over 2x2 windows (``ignore_border``),
+    in one pass; and with ``with_cells`` the maxima's cells (see
+    :func:`pool_block`), else an empty array."""
+    ph, pw, oh, ow = forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups)
+    shape = (x.shape[0], w.shape[0], oh // 2, ow // 2)
+    pooled = np.empty(shape, dtype=x.dtype)
+    cells = np.empty(shape if with_cells else (0, 0, 0, 0), dtype=x.dtype)
+    pool = MAX_POOL_2X2_CELLS if with_cells else MAX_POOL_2X2
+    params = kernel_params(x.shape, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, pool)
+    native.check(corr_forward_call(native.contiguous(x), native.contiguous(w), pooled, cells,
+                                   params))
+    return pooled, cells
+
+
+@kernel
 def conv_grad_weights(x, gout, kh, kw, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Gradient of :func:`conv_forward` w.r.t. filters of size (kh, kw)."""
-    n_img, channels, height, width = x.shape
-    n_filt, cg = gout.shape[1], channels // groups
-    ph, pw, oh, ow = check_grad(GRAD_WEIGHTS, x.shape, (n_filt, cg, kh, kw), gout.shape,
+    filters = (gout.shape[1], x.shape[1] // groups, kh, kw)
+    ph, pw, oh, ow = check_grad(GRAD_WEIGHTS, x.shape, filters, gout.shape,
                                 border, ph, pw, sh, sw, dh, dw, groups)
-    gw = np.zeros((n_filt, cg, kh, kw), dtype=x.dtype)
-    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
-                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    gw = np.zeros(filters, dtype=x.dtype)
+    params = kernel_params(x.shape, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
+                           NO_POOL)
     native.check(corr_grad_weights_call(native.contiguous(x), native.contiguous(gout), gw,
                                         None, params))
     return gw
 
 
 @kernel
+def conv_grad_weights_max_pool(x, cells, gpool, kh, kw, flip, border, ph, pw, sh, sw, dh, dw,
+                               groups):
+    """Gradient w.r.t. filters of size (kh, kw) of :func:`conv_forward_max_pool`,
+    from its maxima's ``cells`` and the pooled maps' gradient ``gpool``."""
+    filters = (gpool.shape[1], x.shape[1] // groups, kh, kw)
+    check_conv(GRAD_WEIGHTS_POOLED, x.shape, filters, groups)
+    ph, pw, oh, ow = geometry(x.shape, filters, border, ph, pw, sh, sw, dh, dw)
+    check_pooled_grad(GRAD_WEIGHTS_POOLED, (x.shape[0], filters[0], oh, ow), cells.shape,
+                    gpool.shape, (x.shape[0], filters[0], oh // 2, ow // 2))
+    gw = np.zeros(filters, dtype=x.dtype)
+    params = kernel_params(x.shape, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
+                           MAX_POOL_2X2_CELLS)
+    native.check(corr_grad_weights_call(native.contiguous(x), native.contiguous(gpool), gw,
+                                        native.contiguous(cells), params))
+    return gw
+
+
+@kernel
+def conv_grad_inputs_max_pool(w, cells, gpool, height, width, flip, border, ph, pw, sh, sw, dh,
+                              dw, groups):
+    """Gradient w.r.t. an input of size (height, width) of
+    :func:`conv_forward_max_pool`, from its maxima's ``cells`` and the pooled
+    maps' gradient ``gpool``."""
+    img = (gpool.shape[0], w.shape[1] * groups, height, width)
+    check_conv(GRAD_INPUTS_POOLED, img, w.shape, groups)
+    ph, pw, oh, ow = geometry(img, w.shape, border, ph, pw, sh, sw, dh, dw)
+    check_pooled_grad(GRAD_INPUTS_POOLED, (img[0], w.shape[0], oh, ow), cells.shape,
+                    gpool.shape, (img[0], w.shape[0], oh // 2, ow // 2))
+    gx = np.empty(img, dtype=gpool.dtype)
+    params = kernel_params(img, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
+                           MAX_POOL_2X2_CELLS)
+    native.check(corr_grad_inputs_call(native.contiguous(w), native.contiguous(gpool), gx,
+                                       native.contiguous(cells), params))
+    return gx
+
+
+@kernel
 def conv_grad_inputs(w, gout, height, width, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Gradient of :func:`conv_forward` w.r.t. an input of size (height, width)."""
-    n_img = gout.shape[0]
-    n_filt, cg, kh, kw = w.shape
-    channels = cg * groups
-    ph, pw, oh, ow = check_grad(GRAD_INPUTS, (n_img, channels, height, width), w.shape,
-                                gout.shape, border, ph, pw, sh, sw, dh, dw, groups)
-    gx = np.empty((n_img, channels, height, width), dtype=gout.dtype)
-    params = native.int_params((n_img, channels, height, width, n_filt, cg, kh, kw, oh, ow,
-                                ph, pw, sh, sw, dh, dw, groups, 1 if flip else 0))
+    img = (gout.shape[0], w.shape[1] * groups, height, width)
+    ph, pw, oh, ow = check_grad(GRAD_INPUTS, img, w.shape, gout.shape,
+                                border, ph, pw, sh, sw, dh, dw, groups)
+    gx = np.empty(img, dtype=gout.dtype)
+    params = kernel_params(img, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, NO_POOL)
     native.check(corr_grad_inputs_call(native.contiguous(w), native.contiguous(gout), gx,
                                        None, params))
     return gx

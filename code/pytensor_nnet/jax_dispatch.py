@@ -19,6 +19,7 @@ from pytensor.link.jax.dispatch import jax_funcify
 
 from . import pool_kernels
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
+from .conv_pool import Conv2dGradInputsMaxPool, Conv2dGradWeightsMaxPool, Conv2dMaxPool
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .shapes import conv_padding
@@ -78,6 +79,68 @@ def jax_funcify_Conv2dGradWeights(op, **kwargs):
         return vjp(gout)[0]
 
     return grad_weights
+
+
+def windows_2x2(maps):
+    """The four cells of each 2x2 window of ``maps`` (N, O, oh, ow), windows
+    cut at the far border left out: top left, top right, bottom left, bottom right."""
+    rows, cols = maps.shape[2] // 2 * 2, maps.shape[3] // 2 * 2
+    return [maps[:, :, a:rows:2, b:cols:2] for a in (0, 1) for b in (0, 1)]
+
+
+CELL_VALUES = (pool_kernels.TOP_LEFT, pool_kernels.TOP_RIGHT, pool_kernels.BOTTOM_LEFT,
+               pool_kernels.BOTTOM_RIGHT)
+
+
+@jax_funcify.register(Conv2dMaxPool)
+def jax_funcify_Conv2dMaxPool(op, **kwargs):
+    forward = conv_forward_fn(op)
+
+    def conv2d_max_pool(img, filters):
+        windows = windows_2x2(forward(img, filters))
+        pooled = jnp.max(jnp.stack(windows), axis=0)
+        if not op.with_cells:
+            return pooled
+        cells = sum(jnp.where(w == pooled, v, 0) for w, v in zip(windows, CELL_VALUES))
+        return pooled, cells.astype(pooled.dtype)
+
+    return conv2d_max_pool
+
+
+def unpooled(op, cells, gpooled, img_shape, filters_shape):
+    """The gradient of the maps :class:`Conv2dMaxPool` pooled, from the
+    maxima's cells and the pooled gradient."""
+    gout = jnp.zeros(op.output_shape(img_shape, filters_shape), gpooled.dtype)
+    marks = cells.astype(jnp.int32)
+    rows, cols = gpooled.shape[2] * 2, gpooled.shape[3] * 2
+    for (a, b), value in zip(((0, 0), (0, 1), (1, 0), (1, 1)), CELL_VALUES):
+        share = jnp.where(marks & value, gpooled, 0).astype(gpooled.dtype)
+        gout = gout.at[:, :, a:rows:2, b:cols:2].set(share)
+    return gout
+
+
+@jax_funcify.register(Conv2dGradWeightsMaxPool)
+def jax_funcify_Conv2dGradWeightsMaxPool(op, **kwargs):
+    grad_weights = jax_funcify_Conv2dGradWeights(op.copy_with(Conv2dGradWeights))
+
+    def pooled_grad_weights(img, cells, gpooled, filters_like):
+        op.check_inputs(img.shape, cells.shape, gpooled.shape, filters_like.shape)
+        gout = unpooled(op, cells, gpooled, img.shape, filters_like.shape)
+        return grad_weights(img, gout, filters_like)
+
+    return pooled_grad_weights
+
+
+@jax_funcify.register(Conv2dGradInputsMaxPool)
+def jax_funcify_Conv2dGradInputsMaxPool(op, **kwargs):
+    grad_inputs = jax_funcify_Conv2dGradInputs(op.copy_with(Conv2dGradInputs))
+
+    def pooled_grad_inputs(filters, cells, gpooled, img_like):
+        op.check_inputs(filters.shape, cells.shape, gpooled.shape, img_like.shape)
+        gout = unpooled(op, cells, gpooled, img_like.shape, filters.shape)
+        return grad_inputs(filters, gout, img_like)
+
+    return pooled_grad_inputs
 
 
 class PoolLayout:

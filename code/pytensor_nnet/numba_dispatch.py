@@ -24,6 +24,7 @@ from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache
 
 from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels, prebuild, shapes
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
+from .conv_pool import Conv2dGradInputsMaxPool, Conv2dGradWeightsMaxPool, Conv2dMaxPool
 from .dot_op import BlockedDot
 from .pool import Pool, PoolGrad
 from .tanh_op import Tanh32
@@ -40,7 +41,7 @@ def source_version(*modules):
 
 # jit: the decorator's flags are part of the compiled code too; native: the
 # calling convention
-CONV_VERSION = source_version(jit, native, conv_kernels)
+CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels)
 POOL_VERSION = source_version(jit, native, pool_kernels)
 TANH_VERSION = source_version(jit, native, fast_tanh)
 DOT_VERSION = source_version(jit, native, matmul_kernels)
@@ -48,11 +49,11 @@ DOT_VERSION = source_version(jit, native, matmul_kernels)
 
 def native_kernels(op):
     """The native kernels a node of ``op`` may call (none for an Op not ours)."""
-    if isinstance(op, Conv2d):
+    if isinstance(op, (Conv2d, Conv2dMaxPool)):
         return (conv_kernels.CORR_FORWARD,)
-    if isinstance(op, Conv2dGradInputs):
+    if isinstance(op, (Conv2dGradInputs, Conv2dGradInputsMaxPool)):
         return (conv_kernels.CORR_GRAD_INPUTS,)
-    if isinstance(op, Conv2dGradWeights):
+    if isinstance(op, (Conv2dGradWeights, Conv2dGradWeightsMaxPool)):
         return (conv_kernels.CORR_GRAD_WEIGHTS,)
     if isinstance(op, Pool):
         return tuple(forward for forward, _ in pool_kernel_pairs(op))
@@ -117,6 +118,36 @@ def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
         return grad_weights(img, gout, kh, kw, flip, *args)
 
     return conv2d_grad_weights, CONV_VERSION
+
+
+@register_funcify_default_op_cache_key(Conv2dMaxPool)
+def numba_funcify_Conv2dMaxPool(op, node=None, **kwargs):
+    prefetch(node)
+    flip, args = op.filter_flip, op.kernel_args()
+    forward = conv_kernels.conv_forward_max_pool
+    if op.with_cells:
+        @numba_basic.numba_njit
+        def conv2d_max_pool(img, filters):
+            return forward(img, filters, flip, *args, True)
+    else:
+        @numba_basic.numba_njit
+        def conv2d_max_pool(img, filters):
+            return forward(img, filters, flip, *args, False)[0]
+
+    return conv2d_max_pool, CONV_VERSION
+
+
+@register_funcify_default_op_cache_key(Conv2dGradWeightsMaxPool)
+@register_funcify_default_op_cache_key(Conv2dGradInputsMaxPool)
+def numba_funcify_pooled_grad(op, node=None, **kwargs):
+    prefetch(node)
+    flip, args, driver = op.filter_flip, op.kernel_args(), op.driver
+
+    @numba_basic.numba_njit
+    def conv2d_max_pool_grad(operand, cells, gpooled, like):
+        return driver(operand, cells, gpooled, like.shape[2], like.shape[3], flip, *args)
+
+    return conv2d_max_pool_grad, CONV_VERSION
 
 
 @register_funcify_default_op_cache_key(ShapeHint)

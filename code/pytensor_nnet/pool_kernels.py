@@ -145,6 +145,48 @@ def max_pool_grad_2x2(src, top, gtop, dst):
     dst[2 * oh:] = zero
 
 
+# The cells holding a 2x2 window's maximum, as one number per window: the
+# sum of 1 (top left), 2 (top right), 4 (bottom left), 8 (bottom right).
+# What a fused convolution and pooling keeps for the gradient instead of
+# its whole output (see pytensor_nnet.conv_pool); a number of the data's
+# dtype, so that it travels in the kernels' arrays.
+TOP_LEFT, TOP_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT = 1, 2, 4, 8
+
+
+@kernel
+def max_cells_2x2(img, top, cells):
+    """For each window of :func:`max_pool_2x2`, which cells equal its
+    maximum ``top`` (the gradient's test, ties included)."""
+    one, number = np.uint64(1), cells.dtype.type
+    zero, tl, tr = number(0), number(TOP_LEFT), number(TOP_RIGHT)
+    bl, br = number(BOTTOM_LEFT), number(BOTTOM_RIGHT)
+    for i in range(top.shape[0]):
+        t, r0, r1, row = top[i], img[2 * i], img[2 * i + 1], cells[i]
+        for j in range(np.uint64(top.shape[1])):
+            k, tj = j + j, t[j]
+            row[j] = ((tl if r0[k] == tj else zero) + (tr if r0[k + one] == tj else zero)
+                      + (bl if r1[k] == tj else zero) + (br if r1[k + one] == tj else zero))
+
+
+@kernel
+def max_unpool_2x2(cells, gtop, dst):
+    """What :func:`max_pool_grad_2x2` writes into ``dst``, from the maxima's
+    cells (:func:`max_cells_2x2`) instead of the pooled image."""
+    oh, ow = gtop.shape
+    zero, one = gtop.dtype.type(0), np.uint64(1)
+    for i in range(oh):
+        c, g, d0, d1 = cells[i], gtop[i], dst[2 * i], dst[2 * i + 1]
+        for j in range(np.uint64(ow)):
+            k, gj, m = j + j, g[j], np.int64(c[j])
+            d0[k] = gj if m & TOP_LEFT else zero
+            d0[k + one] = gj if m & TOP_RIGHT else zero
+            d1[k] = gj if m & BOTTOM_LEFT else zero
+            d1[k + one] = gj if m & BOTTOM_RIGHT else zero
+        d0[2 * ow:] = zero
+        d1[2 * ow:] = zero
+    dst[2 * oh:] = zero
+
+
 @kernel
 def owning_window(size, ws, stride, pad, n_out):
     """For non-overlapping windows: the window holding each cell, or -1."""

@@ -171,3 +171,16 @@ def check_pool_grad(op, x, out, gout, pooled):
     if disagree(out, pooled):
         raise ShapeError("{}: the pooled output {} does not have the pooled shape {} of "
                          "the input {}", op, out, pooled, x)
+
+
+@register_jitable
+def check_pooled_grad(op, maps, cells, gpooled, pooled):
+    """A gradient through a fused convolution and pooling (see
+    :mod:`pytensor_nnet.conv_pool`): the maxima's cells and the pooled
+    output's gradient have the pooled shape ``pooled`` of the ``maps``."""
+    if disagree(gpooled, pooled):
+        raise ShapeError("{}: the pooled output gradient {} does not have the pooled shape {} "
+                         "of the convolution's output {}", op, gpooled, pooled, maps)
+    if disagree(cells, pooled):
+        raise ShapeError("{}: the maxima's cells {} do not have the pooled shape {} of the "
+                         "convolution's output {}", op, cells, pooled, maps)

@@ -13,8 +13,10 @@ without being asked for:
     In every graph compiled afterwards, float32 ``tanh`` becomes
     :class:`~pytensor_nnet.Tanh32` (the same bits, vectorised) and float32
     matrix products become :class:`~pytensor_nnet.BlockedDot` (on the
-    kernel threads). Exclude them from one function with
-    ``mode.excluding(*REWRITES)``.
+    kernel threads), and a convolution max-pooled over 2x2 windows becomes
+    :class:`~pytensor_nnet.Conv2dMaxPool` where only the filter gradient
+    goes through it (:mod:`pytensor_nnet.conv_pool`). Exclude them from one
+    function with ``mode.excluding(*REWRITES)``.
 ``exact_math``
     Numba's fastmath off, unless ``PYTENSOR_FLAGS`` names
     ``numba__fastmath``: with it, LLVM may reorder float arithmetic and the
@@ -36,10 +38,10 @@ import ctypes.util
 import os
 import sys
 
-from . import dot_op, node_linker, tanh_op, threads
+from . import conv_pool, dot_op, node_linker, tanh_op, threads
 
 #: The names of the rewrites :func:`tune_for_speed` registers.
-REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME)
+REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME, conv_pool.REWRITE_NAME)
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -64,6 +66,7 @@ def tune_for_speed(*, threads=True, rewrites=True, exact_math=True, nodes=True,
     if rewrites:
         tanh_op.register_rewrite()
         dot_op.register_rewrite()
+        conv_pool.register_rewrite()
         applied.append("rewrites")
     if exact_math and exact_float_math():
         applied.append("exact_math")

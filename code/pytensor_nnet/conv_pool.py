@@ -1,0 +1,204 @@
+"""A convolution and the 2x2 max pooling after it as one pass, and the rewrite that fuses them.
+
+LeNet's layers pool their convolution's output at once, over 2x2 windows,
+and the training step reads that output twice more: the pooling's gradient
+looks in it for each window's maximum, and writes a gradient of the same
+size, which the convolution's gradients read. In the first layer each of
+those arrays is 23 MB per minibatch, far larger than a core's cache, so
+those passes ran at the speed of memory.
+
+The fused Ops keep each block of output maps in cache instead:
+
+* :class:`Conv2dMaxPool` pools each block of maps as the matrix product
+  leaves it, and notes which cells of each window hold its maximum (a
+  number per window, see :func:`pytensor_nnet.pool_kernels.max_cells_2x2`);
+* :class:`Conv2dGradWeightsMaxPool` and :class:`Conv2dGradInputsMaxPool`
+  rebuild the pooling's gradient block by block from those cells and the
+  pooled gradient, just before the product that needs it.
+
+They compute exactly what ``pool_2d(conv2d(...), (2, 2), ignore_border=True)``
+and its gradients compute, the same bits, ties included (the same
+comparisons, the same products). The rewrite :func:`local_conv_max_pool`
+puts them in a graph once its gradient is built; like the other rewrites it
+is registered by :func:`pytensor_nnet.tune_for_speed`. It leaves a graph as
+it is unless the convolution's output is used only by that pooling and its
+gradients, and those only by the convolution's gradients.
+"""
+from pytensor.compile import optdb
+from pytensor.graph.basic import Apply
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.tensor.type import TensorType
+
+from . import conv_kernels as kernels
+from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ConvBase, as_4d, common_dtype
+from .conv import infer_shape_args
+from .conv import static_shape
+from .pool import Pool, PoolGrad
+from .pool_kernels import MODES, is_max_2x2
+from .shapes import check_pooled_grad
+
+
+def conv_props(op):
+    """The convolution's properties of a conv Op, as keyword arguments."""
+    return {name: getattr(op, name) for name in ConvBase.__props__}
+
+
+class Conv2dMaxPool(ConvBase):
+    """``pool_2d(conv2d(img, filters), (2, 2), ignore_border=True)`` in one
+    pass; with ``with_cells``, a second output: which cells of each window
+    hold its maximum (see :mod:`pytensor_nnet.conv_pool`). The rewrite puts
+    it in a graph whose gradient is built already: it has no gradient of its
+    own."""
+
+    __props__ = ConvBase.__props__ + ("with_cells",)
+    op_name = kernels.FORWARD
+
+    def __init__(self, border_mode="valid", subsample=(1, 1), filter_flip=True,
+                 filter_dilation=(1, 1), num_groups=1, with_cells=False):
+        super().__init__(border_mode, subsample, filter_flip, filter_dilation, num_groups)
+        self.with_cells = bool(with_cells)
+
+    def pooled_shape(self, img_shape, filt_shape):
+        n, o, oh, ow = self.output_shape(img_shape, filt_shape)
+        return (n, o, None if oh is None else oh // 2, None if ow is None else ow // 2)
+
+    def make_node(self, img, filters):
+        img, filters = as_4d(img, "input"), as_4d(filters, "filters")
+        self.check_shapes(img.type.shape, filters.type.shape)
+        (img, filters), dtype = common_dtype(img, filters)
+        shape = static_shape(self.pooled_shape(img.type.shape, filters.type.shape))
+        outputs = [TensorType(dtype, shape=shape)() for _ in range(1 + self.with_cells)]
+        return Apply(self, [img, filters], outputs)
+
+    def perform(self, node, inputs, outputs):
+        img, filters = inputs
+        pooled, cells = kernels.conv_forward_max_pool(img, filters, self.filter_flip,
+                                                      *self.kernel_args(), self.with_cells)
+        outputs[0][0] = pooled
+        if self.with_cells:
+            outputs[1][0] = cells
+
+    def infer_shape(self, *args):
+        node, (img_shape, filt_shape) = infer_shape_args(args)
+        return [self.pooled_shape(img_shape, filt_shape)] * (1 + self.with_cells)
+
+
+class PooledGradBase(ConvBase):
+    """A gradient through :class:`Conv2dMaxPool`: ``(operand, cells, gpooled,
+    like)``, the maxima's cells and the pooled output's gradient in place of
+    the output's gradient; the output has ``like``'s shape."""
+
+    def make_node(self, operand, cells, gpooled, like):
+        operand, cells = as_4d(operand, self.operand_name), as_4d(cells, "cells")
+        gpooled = as_4d(gpooled, "pooled output gradient")
+        like = as_4d(like, self.like_name)
+        self.check_inputs(operand.type.shape, cells.type.shape, gpooled.type.shape,
+                          like.type.shape)
+        (operand, cells, gpooled), dtype = common_dtype(operand, cells, gpooled)
+        out = TensorType(dtype, shape=static_shape(like.type.shape))()
+        return Apply(self, [operand, cells, gpooled, like], [out])
+
+    def check_inputs(self, operand, cells, gpooled, like):
+        """The shapes fit together (None: unknown); the drivers check them again."""
+        img, filters = (like, operand) if self.like_name == "input" else (operand, like)
+        self.check_shapes(img, filters)
+        n, o, oh, ow = self.output_shape(img, filters)
+        pooled = (n, o, None if oh is None else oh // 2, None if ow is None else ow // 2)
+        check_pooled_grad(self.op_name, (n, o, oh, ow), cells, gpooled, pooled)
+
+    def perform(self, node, inputs, outputs):
+        operand, cells, gpooled, like = inputs
+        self.check_inputs(operand.shape, cells.shape, gpooled.shape, like.shape)
+        outputs[0][0] = self.driver(operand, cells, gpooled, *like.shape[2:],
+                                    self.filter_flip, *self.kernel_args())
+
+    def infer_shape(self, *args):
+        node, shapes = infer_shape_args(args)
+        return [shapes[3]]
+
+    def connection_pattern(self, node):
+        return [[True], [False], [True], [False]]
+
+
+class Conv2dGradWeightsMaxPool(PooledGradBase):
+    """The filter gradient through :class:`Conv2dMaxPool`: ``(input, cells,
+    gpooled, filters_like)``."""
+
+    operand_name, like_name = "input", "filters"
+    op_name = kernels.GRAD_WEIGHTS_POOLED
+    driver = staticmethod(kernels.conv_grad_weights_max_pool)
+
+
+class Conv2dGradInputsMaxPool(PooledGradBase):
+    """The input gradient through :class:`Conv2dMaxPool`: ``(filters, cells,
+    gpooled, input_like)``."""
+
+    operand_name, like_name = "filters", "input"
+    op_name = kernels.GRAD_INPUTS_POOLED
+    driver = staticmethod(kernels.conv_grad_inputs_max_pool)
+
+
+# the gradient Ops a fused pooling's gradient feeds, and their fused forms
+FUSED_GRADS = ((Conv2dGradWeights, Conv2dGradWeightsMaxPool),
+               (Conv2dGradInputs, Conv2dGradInputsMaxPool))
+
+
+def pools_2x2(op):
+    """Whether a Pool Op is the max pooling the fused Ops do."""
+    return (isinstance(op, Pool) and op.ignore_border
+            and is_max_2x2(MODES.index(op.mode), *op.ws, *op.stride, *op.pad))
+
+
+@node_rewriter([Pool])
+def local_conv_max_pool(fgraph, node):
+    """``Pool(Conv2d(x, w))`` -> :class:`Conv2dMaxPool`, and each conv
+    gradient through it -> :class:`Conv2dGradWeightsMaxPool` or
+    :class:`Conv2dGradInputsMaxPool` (see the module docstring for when)."""
+    conv = node.inputs[0]
+    if not pools_2x2(node.op) or conv.owner is None or not isinstance(conv.owner.op, Conv2d):
+        return None
+    img, filters = conv.owner.inputs
+    pooled = node.outputs[0]
+    grads = []  # (the pooled output's gradient, a conv gradient it feeds, its fused Op)
+    for client, index in fgraph.clients[conv]:
+        if client is node:
+            continue
+        if not (isinstance(client.op, PoolGrad) and client.op == node.op.copy_with(PoolGrad)
+                and index == 0 and client.inputs[1] is pooled):
+            return None
+        for user, position in fgraph.clients[client.outputs[0]]:
+            fused_op = fused_gradient(user, position, conv.owner)
+            if fused_op is None:
+                return None
+            grads.append((client.inputs[2], user, fused_op))
+    props = conv_props(conv.owner.op)
+    fused = Conv2dMaxPool(**props, with_cells=bool(grads))(img, filters, return_list=True)
+    replacements = {pooled: fused[0]}
+    for gpooled, user, fused_op in grads:
+        operand, _, like = user.inputs
+        replacements[user.outputs[0]] = fused_op(operand, fused[1], gpooled, like)
+    return replacements
+
+
+def fused_gradient(user, position, conv):
+    """The fused Op for a conv gradient ``user`` whose output gradient (its
+    input ``position``) comes from pooling ``conv``'s output; None if it has none."""
+    if position != 1:
+        return None
+    img, filters = conv.inputs
+    for grad_op, fused_op in FUSED_GRADS:
+        operand = img if grad_op is Conv2dGradWeights else filters
+        if (isinstance(user.op, grad_op) and user.op == conv.op.copy_with(grad_op)
+                and user.inputs[0] is operand):
+            return fused_op(**conv_props(conv.op))
+    return None
+
+
+REWRITE_NAME = "pytensor_nnet_conv_max_pool"
+
+
+def register_rewrite():
+    """Put the rewrite in PyTensor's ``fast_run`` rewrites (once)."""
+    if REWRITE_NAME not in optdb:
+        # with the other rewrites: the gradient graph is complete
+        optdb.register(REWRITE_NAME, in2out(local_conv_max_pool), "fast_run", position=48.5)
