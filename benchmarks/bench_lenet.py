@@ -15,7 +15,9 @@ The contestants take turns epoch by epoch (their order rotating every
 round), so all of them see the same machine load, and the report gives each
 one's median, min and max epoch seconds, its steadiness (median / min: near
 1 on a quiet machine), and the ratio project / best PyTorch (the target is
-< 0.8). Compile times are reported and never timed into an epoch; both
+< 0.8), of the medians and round by round (each round's epochs ran minutes
+apart at most, so a machine whose speed drifts moves both sides alike).
+Compile times are reported and never timed into an epoch; both
 PyTensor/Numba and inductor keep on-disk caches, so a second run compiles
 faster (``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`` times a cold torch.compile).
 
@@ -531,6 +533,16 @@ def stats(epochs):
     return {"median_s": med, "min_s": lo, "max_s": hi, "steadiness": med / lo}
 
 
+def ratios_by_round(results, project_name, peer_names):
+    """Round by round, the project's epoch over the best PyTorch epoch of the
+    same round. The contestants of a round ran minutes apart at most, so a
+    machine whose speed drifts over a run (a virtual machine's neighbours)
+    moves both sides of each ratio alike."""
+    rounds = zip(results[project_name]["epochs_s"],
+                 *(results[name]["epochs_s"] for name in peer_names))
+    return [project / min(peers) for project, *peers in rounds]
+
+
 def print_machine(machine, project, peers_info, floor):
     v = machine["versions"]
     print(f"machine: {machine['cpu_model']}, {machine['usable_cpus']} usable of "
@@ -756,7 +768,7 @@ def main(argv=None):
     print(f"compile (not timed): {project_name} {project['compile_s']['total']:.1f} s"
           + "".join(f", {PEER_NAMES[k]} {w['warmup_total_s']:.1f} s" for k, w in warm.items()))
     print_results(results, floor, partial_note)
-    ratio = best = None
+    ratio = best = by_round = None
     peer_results = {p.name: results[p.name] for p in peers}
     if peer_results:
         best = min(peer_results, key=lambda n: peer_results[n]["median_s"])
@@ -765,6 +777,9 @@ def main(argv=None):
               f"({'meets' if ratio < TARGET else 'misses'} the target < {TARGET})")
         for name, r in peer_results.items():
             print(f"  project / {name}: {results[project_name]['median_s'] / r['median_s']:.2f}")
+        by_round = ratios_by_round(results, project_name, list(peer_results))
+        print(f"  round by round, project / that round's best PyTorch: median "
+              f"{statistics.median(by_round):.2f} ({min(by_round):.2f}-{max(by_round):.2f})")
     print(f"200 epochs of {project_name}: {200 * results[project_name]['median_s'] / 60:.0f} min")
 
     warnings = []
@@ -796,6 +811,7 @@ def main(argv=None):
             "first_cost": {"project": first_cost, **{PEER_NAMES[k]: w["first_cost"] for k, w in warm.items()}},
             "gemms": gemms, "floor": floor, "results": results,
             "ratio_project_best": ratio, "best_peer": best, "target": TARGET,
+            "ratio_by_round": by_round,
             "load_average": {"start": load_start, "end": load_end}, "warnings": warnings,
         }
         with open(args.json, "w") as out:

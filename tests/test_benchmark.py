@@ -51,3 +51,11 @@ def test_avx2_limits_reach_openblas_in_the_children():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["openblas_kernels"] and set(result["openblas_kernels"]) == {"Haswell"}
     assert result["shapes"][0]["seconds"] > 0
+
+
+def test_ratios_round_by_round_pair_each_round():
+    results = {"project": {"epochs_s": [10.0, 8.0, 12.0]},
+               "eager": {"epochs_s": [12.5, 9.0, 20.0]},
+               "compile": {"epochs_s": [11.0, 10.0, 12.5]}}
+    ratios = bench_lenet.ratios_by_round(results, "project", ["eager", "compile"])
+    assert ratios == pytest.approx([10 / 11, 8 / 9, 12 / 12.5])
