@@ -73,7 +73,8 @@ def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
 
 
 def test_source_version_changes_with_the_source():
-    assert numba_dispatch.source_version(jit, native, conv_kernels) == numba_dispatch.CONV_VERSION
+    assert (numba_dispatch.source_version(jit, native, conv_kernels, pool_kernels)
+            == numba_dispatch.CONV_VERSION)
     assert numba_dispatch.CONV_VERSION != numba_dispatch.POOL_VERSION
 
 

@@ -40,7 +40,7 @@ def source_version(*modules):
 
 
 # jit: the decorator's flags are part of the compiled code too; native: the
-# calling convention
+# calling convention; the conv kernels pool too (pytensor_nnet.conv_pool)
 CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels)
 POOL_VERSION = source_version(jit, native, pool_kernels)
 TANH_VERSION = source_version(jit, native, fast_tanh)
