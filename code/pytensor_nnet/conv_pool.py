@@ -30,9 +30,8 @@ from pytensor.graph.rewriting.basic import in2out, node_rewriter
 from pytensor.tensor.type import TensorType
 
 from . import conv_kernels as kernels
-from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ConvBase, as_4d, common_dtype
-from .conv import infer_shape_args
-from .conv import static_shape
+from .conv import (Conv2d, Conv2dGradInputs, Conv2dGradWeights, ConvBase, as_4d, common_dtype,
+                   infer_shape_args, static_shape)
 from .pool import Pool, PoolGrad
 from .pool_kernels import MODES, is_max_2x2
 from .shapes import check_pooled_grad
@@ -127,6 +126,7 @@ class Conv2dGradWeightsMaxPool(PooledGradBase):
     operand_name, like_name = "input", "filters"
     op_name = kernels.GRAD_WEIGHTS_POOLED
     driver = staticmethod(kernels.conv_grad_weights_max_pool)
+    plain = Conv2dGradWeights  # the Op it stands for, on the full-size gradient
 
 
 class Conv2dGradInputsMaxPool(PooledGradBase):
@@ -136,11 +136,11 @@ class Conv2dGradInputsMaxPool(PooledGradBase):
     operand_name, like_name = "filters", "input"
     op_name = kernels.GRAD_INPUTS_POOLED
     driver = staticmethod(kernels.conv_grad_inputs_max_pool)
+    plain = Conv2dGradInputs
 
 
-# the gradient Ops a fused pooling's gradient feeds, and their fused forms
-FUSED_GRADS = ((Conv2dGradWeights, Conv2dGradWeightsMaxPool),
-               (Conv2dGradInputs, Conv2dGradInputsMaxPool))
+# the gradients through a fused pooling, for the conv gradient Ops (``plain``) they stand for
+FUSED_GRADS = (Conv2dGradWeightsMaxPool, Conv2dGradInputsMaxPool)
 
 
 def pools_2x2(op):
@@ -186,9 +186,9 @@ def fused_gradient(user, position, conv):
     if position != 1:
         return None
     img, filters = conv.inputs
-    for grad_op, fused_op in FUSED_GRADS:
-        operand = img if grad_op is Conv2dGradWeights else filters
-        if (isinstance(user.op, grad_op) and user.op == conv.op.copy_with(grad_op)
+    for fused_op in FUSED_GRADS:
+        operand = img if fused_op.operand_name == "input" else filters
+        if (isinstance(user.op, fused_op.plain) and user.op == conv.op.copy_with(fused_op.plain)
                 and user.inputs[0] is operand):
             return fused_op(**conv_props(conv.op))
     return None

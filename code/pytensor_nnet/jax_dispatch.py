@@ -120,27 +120,17 @@ def unpooled(op, cells, gpooled, img_shape, filters_shape):
 
 
 @jax_funcify.register(Conv2dGradWeightsMaxPool)
-def jax_funcify_Conv2dGradWeightsMaxPool(op, **kwargs):
-    grad_weights = jax_funcify_Conv2dGradWeights(op.copy_with(Conv2dGradWeights))
-
-    def pooled_grad_weights(img, cells, gpooled, filters_like):
-        op.check_inputs(img.shape, cells.shape, gpooled.shape, filters_like.shape)
-        gout = unpooled(op, cells, gpooled, img.shape, filters_like.shape)
-        return grad_weights(img, gout, filters_like)
-
-    return pooled_grad_weights
-
-
 @jax_funcify.register(Conv2dGradInputsMaxPool)
-def jax_funcify_Conv2dGradInputsMaxPool(op, **kwargs):
-    grad_inputs = jax_funcify_Conv2dGradInputs(op.copy_with(Conv2dGradInputs))
+def jax_funcify_pooled_grad(op, **kwargs):
+    # the conv gradient Op it stands for, on the gradient rebuilt full-size
+    grad = jax_funcify(op.copy_with(op.plain))
 
-    def pooled_grad_inputs(filters, cells, gpooled, img_like):
-        op.check_inputs(filters.shape, cells.shape, gpooled.shape, img_like.shape)
-        gout = unpooled(op, cells, gpooled, img_like.shape, filters.shape)
-        return grad_inputs(filters, gout, img_like)
+    def pooled_grad(operand, cells, gpooled, like):
+        op.check_inputs(operand.shape, cells.shape, gpooled.shape, like.shape)
+        img, filters = (like, operand) if op.like_name == "input" else (operand, like)
+        return grad(operand, unpooled(op, cells, gpooled, img.shape, filters.shape), like)
 
-    return pooled_grad_inputs
+    return pooled_grad
 
 
 class PoolLayout:

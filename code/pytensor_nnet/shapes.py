@@ -163,14 +163,18 @@ def check_conv_gout(op, img, filters, gout, out):
 
 
 @register_jitable
+def check_pooled(op, what, shape, pooled, source, source_shape):
+    """The shape of ``what`` is ``pooled``, the pooled shape of ``source``."""
+    if disagree(shape, pooled):
+        raise ShapeError("{}: the {} {} does not have the pooled shape {} of the {} {}",
+                         op, what, shape, pooled, source, source_shape)
+
+
+@register_jitable
 def check_pool_grad(op, x, out, gout, pooled):
     """The pooled output and its gradient have the shape ``pooled`` of ``x`` pooled."""
-    if disagree(gout, pooled):
-        raise ShapeError("{}: the output gradient {} does not have the pooled shape {} of "
-                         "the input {}", op, gout, pooled, x)
-    if disagree(out, pooled):
-        raise ShapeError("{}: the pooled output {} does not have the pooled shape {} of "
-                         "the input {}", op, out, pooled, x)
+    check_pooled(op, "output gradient", gout, pooled, "input", x)
+    check_pooled(op, "pooled output", out, pooled, "input", x)
 
 
 @register_jitable
@@ -178,9 +182,5 @@ def check_pooled_grad(op, maps, cells, gpooled, pooled):
     """A gradient through a fused convolution and pooling (see
     :mod:`pytensor_nnet.conv_pool`): the maxima's cells and the pooled
     output's gradient have the pooled shape ``pooled`` of the ``maps``."""
-    if disagree(gpooled, pooled):
-        raise ShapeError("{}: the pooled output gradient {} does not have the pooled shape {} "
-                         "of the convolution's output {}", op, gpooled, pooled, maps)
-    if disagree(cells, pooled):
-        raise ShapeError("{}: the maxima's cells {} do not have the pooled shape {} of the "
-                         "convolution's output {}", op, cells, pooled, maps)
+    check_pooled(op, "pooled output gradient", gpooled, pooled, "convolution's output", maps)
+    check_pooled(op, "array of the maxima's cells", cells, pooled, "convolution's output", maps)
