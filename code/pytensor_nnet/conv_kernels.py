@@ -285,9 +285,10 @@ def scatter_block(res, out, n0, nb, f0, og, positions):
 
 # The fused convolution and 2x2 max pooling (pytensor_nnet.conv_pool): the
 # forward pools each block of output maps while it is in cache, and the
-# filter gradient rebuilds its blocks of the pooling's gradient from the
-# maxima's cells. The full-size maps never reach memory: LeNet's first layer
-# wrote, and read three times, 23 MB of them per training step.
+# gradients rebuild their blocks of the pooling's gradient from the
+# maxima's cells. The full-size maps never reach memory: apart, LeNet's first
+# layer wrote two 23 MB arrays of them per training step and read them three
+# times.
 NO_POOL, MAX_POOL_2X2, MAX_POOL_2X2_CELLS = 0, 1, 2
 
 

@@ -14,9 +14,10 @@ without being asked for:
     :class:`~pytensor_nnet.Tanh32` (the same bits, vectorised) and float32
     matrix products become :class:`~pytensor_nnet.BlockedDot` (on the
     kernel threads), and a convolution max-pooled over 2x2 windows becomes
-    :class:`~pytensor_nnet.Conv2dMaxPool` where only the filter gradient
-    goes through it (:mod:`pytensor_nnet.conv_pool`). Exclude them from one
-    function with ``mode.excluding(*REWRITES)``.
+    :class:`~pytensor_nnet.Conv2dMaxPool` (and its gradients fused ones)
+    where nothing else uses its full-size output
+    (:mod:`pytensor_nnet.conv_pool`). Exclude them from one function with
+    ``mode.excluding(*REWRITES)``.
 ``exact_math``
     Numba's fastmath off, unless ``PYTENSOR_FLAGS`` names
     ``numba__fastmath``: with it, LLVM may reorder float arithmetic and the
