@@ -141,8 +141,9 @@ def test_gradient_shapes_are_checked():
     f = pytensor.function([x, cells, gpooled, w_like],
                           Conv2dGradWeightsMaxPool()(x, cells, gpooled, w_like))
     x_val = np.zeros((2, 1, 9, 9))
-    with pytest.raises(ShapeError, match=r"Conv2dGradWeightsMaxPool.*the array of the maxima's cells "
-                                         r"\(2, 3, 3, 3\).*pooled shape \(2, 3, 2, 2\)"):
+    with pytest.raises(ShapeError, match=r"Conv2dGradWeightsMaxPool.*the array of the "
+                                         r"maxima's cells \(2, 3, 3, 3\).*pooled shape "
+                                         r"\(2, 3, 2, 2\)"):
         f(x_val, np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 2, 2)), np.zeros((3, 1, 5, 5)))
     with pytest.raises(ShapeError, match=r"pooled output gradient \(2, 3, 3, 2\)"):
         Conv2dGradInputsMaxPool()(pt.dtensor4(shape=(3, 1, 5, 5)),

@@ -223,6 +223,23 @@ def check_grad(op, img, filters, gout, border, ph, pw, sh, sw, dh, dw, groups):
     return ph, pw, oh, ow
 
 
+@kernel
+def pooled_shape(shape):
+    """The shape of (N, O, oh, ow) maps max-pooled over 2x2 windows (ignore_border)."""
+    return (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
+
+
+@kernel
+def check_grad_pooled(op, img, filters, cells, gpool, border, ph, pw, sh, sw, dh, dw, groups):
+    """:func:`check_grad` for a gradient through the fused pooling, given the
+    maxima's ``cells`` and the pooled maps' gradient ``gpool`` shapes."""
+    check_conv(op, img, filters, groups)
+    ph, pw, oh, ow = geometry(img, filters, border, ph, pw, sh, sw, dh, dw)
+    maps = (img[0], filters[0], oh, ow)
+    check_pooled_grad(op, maps, cells, gpool, pooled_shape(maps))
+    return ph, pw, oh, ow
+
+
 # Images per GEMM: enough rows that BLAS runs near its peak, few enough that
 # a batch splits into several blocks for the threads to share. The blocking
 # also fixes the last bits of the results (BLAS rounds differently for other
@@ -451,12 +468,6 @@ def unpack(params):
 
 
 @kernel
-def pooled_shape(shape):
-    """The shape of (N, O, oh, ow) maps max-pooled over 2x2 windows (ignore_border)."""
-    return (shape[0], shape[1], shape[2] // 2, shape[3] // 2)
-
-
-@kernel
 def output_arrays(out, cells, out_shape, pool):
     """The output (and the maxima's cells) a kernel writes or reads, as arrays:
     the maps, or with ``pool`` the pooled maps (cells empty without them)."""
@@ -566,7 +577,7 @@ def conv_forward_max_pool(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups, wi
     in one pass; and with ``with_cells`` the maxima's cells (see
     :func:`pool_block`), else an empty array."""
     ph, pw, oh, ow = forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups)
-    shape = (x.shape[0], w.shape[0], oh // 2, ow // 2)
+    shape = pooled_shape((x.shape[0], w.shape[0], oh, ow))
     pooled = np.empty(shape, dtype=x.dtype)
     cells = np.empty(shape if with_cells else (0, 0, 0, 0), dtype=x.dtype)
     pool = MAX_POOL_2X2_CELLS if with_cells else MAX_POOL_2X2
@@ -596,10 +607,8 @@ def conv_grad_weights_max_pool(x, cells, gpool, kh, kw, flip, border, ph, pw, sh
     """Gradient w.r.t. filters of size (kh, kw) of :func:`conv_forward_max_pool`,
     from its maxima's ``cells`` and the pooled maps' gradient ``gpool``."""
     filters = (gpool.shape[1], x.shape[1] // groups, kh, kw)
-    check_conv(GRAD_WEIGHTS_POOLED, x.shape, filters, groups)
-    ph, pw, oh, ow = geometry(x.shape, filters, border, ph, pw, sh, sw, dh, dw)
-    check_pooled_grad(GRAD_WEIGHTS_POOLED, (x.shape[0], filters[0], oh, ow), cells.shape,
-                    gpool.shape, (x.shape[0], filters[0], oh // 2, ow // 2))
+    ph, pw, oh, ow = check_grad_pooled(GRAD_WEIGHTS_POOLED, x.shape, filters, cells.shape,
+                                       gpool.shape, border, ph, pw, sh, sw, dh, dw, groups)
     gw = np.zeros(filters, dtype=x.dtype)
     params = kernel_params(x.shape, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
                            MAX_POOL_2X2_CELLS)
@@ -615,10 +624,8 @@ def conv_grad_inputs_max_pool(w, cells, gpool, height, width, flip, border, ph, 
     :func:`conv_forward_max_pool`, from its maxima's ``cells`` and the pooled
     maps' gradient ``gpool``."""
     img = (gpool.shape[0], w.shape[1] * groups, height, width)
-    check_conv(GRAD_INPUTS_POOLED, img, w.shape, groups)
-    ph, pw, oh, ow = geometry(img, w.shape, border, ph, pw, sh, sw, dh, dw)
-    check_pooled_grad(GRAD_INPUTS_POOLED, (img[0], w.shape[0], oh, ow), cells.shape,
-                    gpool.shape, (img[0], w.shape[0], oh // 2, ow // 2))
+    ph, pw, oh, ow = check_grad_pooled(GRAD_INPUTS_POOLED, img, w.shape, cells.shape,
+                                       gpool.shape, border, ph, pw, sh, sw, dh, dw, groups)
     gx = np.empty(img, dtype=gpool.dtype)
     params = kernel_params(img, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
                            MAX_POOL_2X2_CELLS)

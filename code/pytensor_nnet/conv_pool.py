@@ -33,13 +33,16 @@ from . import conv_kernels as kernels
 from .conv import (Conv2d, Conv2dGradInputs, Conv2dGradWeights, ConvBase, as_4d, common_dtype,
                    infer_shape_args, static_shape)
 from .pool import Pool, PoolGrad
-from .pool_kernels import MODES, is_max_2x2
 from .shapes import check_pooled_grad
 
+#: The pooling the fused Ops do.
+MAX_POOL_2X2 = Pool((2, 2), ignore_border=True)
 
-def conv_props(op):
-    """The convolution's properties of a conv Op, as keyword arguments."""
-    return {name: getattr(op, name) for name in ConvBase.__props__}
+
+def pooled(op, img_shape, filters_shape):
+    """The shape of a conv Op's output max-pooled by :data:`MAX_POOL_2X2`
+    (ints, symbolic sizes or None)."""
+    return MAX_POOL_2X2.output_shape(op.output_shape(img_shape, filters_shape))
 
 
 class Conv2dMaxPool(ConvBase):
@@ -57,15 +60,11 @@ class Conv2dMaxPool(ConvBase):
         super().__init__(border_mode, subsample, filter_flip, filter_dilation, num_groups)
         self.with_cells = bool(with_cells)
 
-    def pooled_shape(self, img_shape, filt_shape):
-        n, o, oh, ow = self.output_shape(img_shape, filt_shape)
-        return (n, o, None if oh is None else oh // 2, None if ow is None else ow // 2)
-
     def make_node(self, img, filters):
         img, filters = as_4d(img, "input"), as_4d(filters, "filters")
         self.check_shapes(img.type.shape, filters.type.shape)
         (img, filters), dtype = common_dtype(img, filters)
-        shape = static_shape(self.pooled_shape(img.type.shape, filters.type.shape))
+        shape = static_shape(pooled(self, img.type.shape, filters.type.shape))
         outputs = [TensorType(dtype, shape=shape)() for _ in range(1 + self.with_cells)]
         return Apply(self, [img, filters], outputs)
 
@@ -79,7 +78,7 @@ class Conv2dMaxPool(ConvBase):
 
     def infer_shape(self, *args):
         node, (img_shape, filt_shape) = infer_shape_args(args)
-        return [self.pooled_shape(img_shape, filt_shape)] * (1 + self.with_cells)
+        return [pooled(self, img_shape, filt_shape)] * (1 + self.with_cells)
 
 
 class PooledGradBase(ConvBase):
@@ -101,9 +100,8 @@ class PooledGradBase(ConvBase):
         """The shapes fit together (None: unknown); the drivers check them again."""
         img, filters = (like, operand) if self.like_name == "input" else (operand, like)
         self.check_shapes(img, filters)
-        n, o, oh, ow = self.output_shape(img, filters)
-        pooled = (n, o, None if oh is None else oh // 2, None if ow is None else ow // 2)
-        check_pooled_grad(self.op_name, (n, o, oh, ow), cells, gpooled, pooled)
+        check_pooled_grad(self.op_name, self.output_shape(img, filters), cells, gpooled,
+                          pooled(self, img, filters))
 
     def perform(self, node, inputs, outputs):
         operand, cells, gpooled, like = inputs
@@ -143,37 +141,31 @@ class Conv2dGradInputsMaxPool(PooledGradBase):
 FUSED_GRADS = (Conv2dGradWeightsMaxPool, Conv2dGradInputsMaxPool)
 
 
-def pools_2x2(op):
-    """Whether a Pool Op is the max pooling the fused Ops do."""
-    return (isinstance(op, Pool) and op.ignore_border
-            and is_max_2x2(MODES.index(op.mode), *op.ws, *op.stride, *op.pad))
-
-
 @node_rewriter([Pool])
 def local_conv_max_pool(fgraph, node):
     """``Pool(Conv2d(x, w))`` -> :class:`Conv2dMaxPool`, and each conv
     gradient through it -> :class:`Conv2dGradWeightsMaxPool` or
     :class:`Conv2dGradInputsMaxPool` (see the module docstring for when)."""
     conv = node.inputs[0]
-    if not pools_2x2(node.op) or conv.owner is None or not isinstance(conv.owner.op, Conv2d):
+    if node.op != MAX_POOL_2X2 or conv.owner is None or not isinstance(conv.owner.op, Conv2d):
         return None
     img, filters = conv.owner.inputs
-    pooled = node.outputs[0]
+    pooled_out = node.outputs[0]
     grads = []  # (the pooled output's gradient, a conv gradient it feeds, its fused Op)
     for client, index in fgraph.clients[conv]:
         if client is node:
             continue
-        if not (isinstance(client.op, PoolGrad) and client.op == node.op.copy_with(PoolGrad)
-                and index == 0 and client.inputs[1] is pooled):
+        if not (client.op == MAX_POOL_2X2.copy_with(PoolGrad) and index == 0
+                and client.inputs[1] is pooled_out):
             return None
         for user, position in fgraph.clients[client.outputs[0]]:
             fused_op = fused_gradient(user, position, conv.owner)
             if fused_op is None:
                 return None
             grads.append((client.inputs[2], user, fused_op))
-    props = conv_props(conv.owner.op)
-    fused = Conv2dMaxPool(**props, with_cells=bool(grads))(img, filters, return_list=True)
-    replacements = {pooled: fused[0]}
+    fused = Conv2dMaxPool(**conv.owner.op._props_dict(), with_cells=bool(grads))(
+        img, filters, return_list=True)
+    replacements = {pooled_out: fused[0]}
     for gpooled, user, fused_op in grads:
         operand, _, like = user.inputs
         replacements[user.outputs[0]] = fused_op(operand, fused[1], gpooled, like)
@@ -190,7 +182,7 @@ def fused_gradient(user, position, conv):
         operand = img if fused_op.operand_name == "input" else filters
         if (isinstance(user.op, fused_op.plain) and user.op == conv.op.copy_with(fused_op.plain)
                 and user.inputs[0] is operand):
-            return fused_op(**conv_props(conv.op))
+            return conv.op.copy_with(fused_op)
     return None
 
 
