@@ -1,6 +1,9 @@
 """The fused convolution + 2x2 max pooling (pytensor_nnet.conv_pool): the
 same bits as the two Ops apart, in the kernels and in compiled graphs on
-every backend, and the rewrite only where it is safe."""
+every backend, and the rewrite only where it is safe; the same for the bias
+and tanh taken into it."""
+import math
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -11,7 +14,8 @@ from backends import BACKENDS
 from pytensor_nnet import (Conv2d, Conv2dGradInputsMaxPool, Conv2dGradWeightsMaxPool,
                            Conv2dMaxPool, Pool, PoolGrad, conv2d, conv_kernels, pool_2d,
                            pool_kernels)
-from pytensor_nnet.conv_pool import REWRITE_NAME
+from pytensor_nnet.conv_pool import REWRITE_NAME, TANH_REWRITE_NAME
+from pytensor_nnet.fast_tanh import tanh_array
 from pytensor_nnet.shapes import ShapeError
 
 # input shape, filter shape, conv2d settings: LeNet's two layers, odd map
@@ -161,7 +165,99 @@ def test_lenet_graph_is_fused_in_both_layers(tiny_mnist):
     model = convolutional_mlp.build_model(load_data(str(tiny_mnist)), nkerns=(4, 6),
                                           batch_size=100, max_batches=2)
     ops = [node.op for node in model.train_model.maker.fgraph.apply_nodes]
-    assert sum(isinstance(op, Conv2dMaxPool) and op.with_cells for op in ops) == 2
+    assert sum(isinstance(op, Conv2dMaxPool) and op.with_cells and op.tanh_bias
+               for op in ops) == 2
     assert sum(isinstance(op, Conv2dGradWeightsMaxPool) for op in ops) == 2
     assert sum(isinstance(op, Conv2dGradInputsMaxPool) for op in ops) == 1
     assert not any(isinstance(op, (Conv2d, Pool, PoolGrad)) for op in ops)
+
+
+def tanh_of_sum(pooled, bias):
+    """tanh(pooled + bias per filter) as the graph apart computes it: float32
+    through Tanh32's kernel, float64 through the C library's tanh."""
+    total = pooled + bias[None, :, None, None]
+    if total.dtype == np.float32:
+        return tanh_array(total)
+    return np.vectorize(math.tanh, otypes=[total.dtype])(total)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("x_shape,w_shape,settings", CASES)
+def test_bias_and_tanh_kernel_equals_the_steps_apart(x_shape, w_shape, settings, dtype):
+    args = kernel_args(settings)
+    x, w = case_arrays(x_shape, w_shape, dtype, ties=False)
+    bias = np.random.default_rng(2).standard_normal(w_shape[0]).astype(dtype)
+    pooled, cells = conv_kernels.conv_forward_max_pool(x, w, *args, True)
+    for with_cells in (True, False):
+        out, out_cells = conv_kernels.conv_forward_max_pool_tanh(x, w, bias, *args, with_cells)
+        np.testing.assert_array_equal(out, tanh_of_sum(pooled, bias))
+        np.testing.assert_array_equal(out_cells, cells if with_cells else cells[:0, :0, :0, :0])
+
+
+def biased_layer_graph(dtype, extra=None):
+    """A LeNet layer: tanh(pool(conv) + bias), its cost and the gradients
+    w.r.t. input, filters and bias; ``extra`` adds another use of the pooled
+    maps ("pooled") or of their sum with the bias ("sum")."""
+    x, w = pt.tensor4("x", dtype=dtype), pt.tensor4("w", dtype=dtype)
+    b = pt.vector("b", dtype=dtype)
+    pooled = pool_2d(conv2d(x, w), (2, 2), ignore_border=True)
+    total = pooled + b.dimshuffle("x", 0, "x", "x")
+    cost = pt.tanh(total).sum()
+    if extra:
+        cost = cost + {"pooled": pooled, "sum": total}[extra].mean()
+    return [x, w, b], [cost, *pytensor.grad(cost, [x, w, b])]
+
+
+def biased_inputs(dtype):
+    x, w = case_arrays((6, 3, 12, 12), (5, 3, 5, 5), dtype, ties=False)
+    return x, w * 0.2, np.random.default_rng(3).standard_normal(5).astype(dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bias_and_tanh_fused_in_compiled_graphs(with_rewrites, backend, dtype):
+    inputs, outputs = biased_layer_graph(dtype)
+    mode = pytensor.compile.mode.get_mode(backend)
+    fused = pytensor.function(inputs, outputs, mode=mode)
+    apart = pytensor.function(inputs, outputs, mode=mode.excluding(TANH_REWRITE_NAME))
+    nodes = fused.maker.fgraph.apply_nodes
+    assert [n.op.tanh_bias for n in nodes if isinstance(n.op, Conv2dMaxPool)] == [True]
+    assert "Tanh32" not in op_names(fused)
+    assert [n.op.tanh_bias for n in apart.maker.fgraph.apply_nodes
+            if isinstance(n.op, Conv2dMaxPool)] == [False]
+    values = biased_inputs(dtype)
+    for a, b in zip(fused(*values), apart(*values)):
+        if backend == "JAX":
+            np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == "float32" else 1e-12)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("extra", ["pooled", "sum"])
+def test_bias_and_tanh_stay_apart_when_used_elsewhere(with_rewrites, extra):
+    inputs, outputs = biased_layer_graph("float64", extra)
+    f = pytensor.function(inputs, outputs)
+    assert not any(getattr(n.op, "tanh_bias", False) for n in f.maker.fgraph.apply_nodes)
+    assert any(isinstance(n.op, Conv2dMaxPool) for n in f.maker.fgraph.apply_nodes)
+
+
+def test_a_bias_that_is_not_per_filter_stays_apart(with_rewrites):
+    x, w, b = pt.dtensor4("x"), pt.dtensor4("w"), pt.dtensor4("b")
+    f = pytensor.function([x, w, b], pt.tanh(pool_2d(conv2d(x, w), (2, 2),
+                                                     ignore_border=True) + b))
+    assert not any(getattr(n.op, "tanh_bias", False) for n in f.maker.fgraph.apply_nodes)
+
+
+def test_the_bias_shape_is_checked():
+    op = Conv2dMaxPool(tanh_bias=True)
+    with pytest.raises(ShapeError, match=r"conv2d: the bias \(4,\) is not a vector of one "
+                                         r"number per filter \(the filters \(5, 3, 3, 3\)\)"):
+        op(pt.dtensor4(), pt.dtensor4(shape=(5, 3, 3, 3)), pt.dvector(shape=(4,)))
+    with pytest.raises(TypeError, match="takes 3 inputs with tanh_bias=True, got 2"):
+        op(pt.dtensor4(), pt.dtensor4())
+    x, w, b = pt.dtensor4("x"), pt.dtensor4("w"), pt.dvector("b")
+    x_val, w_val = case_arrays((2, 3, 9, 9), (5, 3, 3, 3), "float64", ties=False)
+    for backend in ("NUMBA", "CVM"):
+        f = pytensor.function([x, w, b], op(x, w, b), mode=backend)
+        with pytest.raises(ShapeError, match=r"the bias \(4,\)"):
+            f(x_val, w_val, np.zeros(4))

@@ -5,8 +5,8 @@ import pytest
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
 import pytensor_nnet
-from pytensor_nnet import (blas, conv_kernels, jit, matmul_kernels, native, numba_dispatch,
-                           pool_kernels)
+from pytensor_nnet import (blas, conv_kernels, fast_tanh, jit, matmul_kernels, native,
+                           numba_dispatch, pool_kernels)
 from pytensor_nnet.conv import Conv2d
 
 two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -53,6 +53,7 @@ def test_results_do_not_depend_on_the_thread_count():
         (conv_kernels.conv_forward, x, w, True, *args),
         (conv_kernels.conv_grad_weights, x, gout, 5, 3, True, *args),
         (conv_kernels.conv_grad_inputs, w, gout, 13, 11, True, *args),
+        (conv_kernels.conv_forward_max_pool_tanh, x, w, w[:, 0, 0, 0], True, *args, True),
         (pool_kernels.pool_forward, x, *pool_args),
         (matmul_kernels.blocked_dot, np.asfortranarray(a), b),
     ]
@@ -73,7 +74,7 @@ def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
 
 
 def test_source_version_changes_with_the_source():
-    assert (numba_dispatch.source_version(jit, native, conv_kernels, pool_kernels)
+    assert (numba_dispatch.source_version(jit, native, conv_kernels, pool_kernels, fast_tanh)
             == numba_dispatch.CONV_VERSION)
     assert numba_dispatch.CONV_VERSION != numba_dispatch.POOL_VERSION
 

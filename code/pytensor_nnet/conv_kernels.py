@@ -26,9 +26,11 @@ import numpy as np
 from numba import carray, prange
 
 from . import native
+from .fast_tanh import tanh_plus_run
 from .jit import kernel
 from .pool_kernels import max_cells_2x2, max_pool_2x2, max_unpool_2x2
-from .shapes import check_conv, check_conv_gout, check_conv_output, check_pooled_grad
+from .shapes import (check_bias, check_conv, check_conv_gout, check_conv_output,
+                     check_pooled_grad)
 
 # the ops' names, as their errors give them
 FORWARD = "conv2d"
@@ -310,9 +312,12 @@ NO_POOL, MAX_POOL_2X2, MAX_POOL_2X2_CELLS = 0, 1, 2
 
 
 @kernel
-def pool_block(res, pooled, cells, n0, nb, f0, og, oh, ow, pool):
+def pool_block(res, pooled, cells, spread, n0, nb, f0, og, oh, ow, pool):
     """pooled[n0 + b, f0 + f] = res[f, b*P:(b+1)*P] (an oh x ow map) max-pooled
-    over 2x2 windows, and the maxima's cells when ``pool`` asks for them."""
+    over 2x2 windows, and the maxima's cells when ``pool`` asks for them; with
+    a bias (``spread``: each filter's bias repeated over its pooled map; else
+    empty), each image's pooled maps become tanh(pooled + bias), after the
+    cells are found on the pooled maxima."""
     positions = oh * ow
     for b in range(nb):
         for f in range(og):
@@ -321,6 +326,23 @@ def pool_block(res, pooled, cells, n0, nb, f0, og, oh, ow, pool):
             max_pool_2x2(conv, top)
             if pool == MAX_POOL_2X2_CELLS:
                 max_cells_2x2(conv, top, cells[n0 + b, f0 + f])
+        if spread.size:
+            # all of the image's maps in one loop: one map alone (16 numbers
+            # in LeNet's second layer) is too short to vectorise well
+            tanh_plus_run(pooled[n0 + b, f0:f0 + og].reshape(-1), spread)
+
+
+@kernel
+def spread_bias(bias, maps, size):
+    """``bias[f]`` repeated ``size`` times for f in ``maps`` (a range), one
+    after the other: :func:`pool_block`'s ``spread`` (empty without a bias)."""
+    if bias.size == 0:
+        return bias
+    spread = np.empty(len(maps) * size, dtype=bias.dtype)
+    for i, f in enumerate(maps):
+        for j in range(size):
+            spread[i * size + j] = bias[f]
+    return spread
 
 
 @kernel
@@ -356,11 +378,12 @@ def gather_gout(gout, n0, nb, f0, og, positions, gblk):
 
 
 @kernel(parallel=True)
-def corr_forward(x, w, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow, pool):
+def corr_forward(x, w, bias, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow, pool):
     """``out`` = cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/groups,
     kh, kw), an (N, O, oh, ow) map per image; or, with ``pool``, those maps
-    max-pooled (see :func:`pool_block`). All C-contiguous; padding resolved,
-    shapes checked (see :func:`conv_forward`)."""
+    max-pooled, and with a ``bias`` (else empty) passed through tanh (see
+    :func:`pool_block`). All C-contiguous; padding resolved, shapes checked
+    (see :func:`conv_forward`)."""
     n_img = x.shape[0]
     n_filt, cg, kh, kw = w.shape
     og, k, positions = n_filt // groups, cg * kh * kw, oh * ow
@@ -368,6 +391,7 @@ def corr_forward(x, w, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow, pool)
     blk, n_blocks = blocking(n_img, positions, k)
     for g in range(groups):
         wg = np.ascontiguousarray(wmat[g * og:(g + 1) * og])
+        spread = spread_bias(bias, range(g * og, (g + 1) * og), out.shape[2] * out.shape[3])
         for t in prange(n_blocks):
             n0 = t * blk
             nb = min(blk, n_img - n0)
@@ -378,7 +402,7 @@ def corr_forward(x, w, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow, pool)
             if pool == NO_POOL:
                 scatter_block(res, out, n0, nb, g * og, og, positions)
             else:
-                pool_block(res, out, cells, n0, nb, g * og, og, oh, ow, pool)
+                pool_block(res, out, cells, spread, n0, nb, g * og, og, oh, ow, pool)
 
 
 @kernel(parallel=True)
@@ -454,9 +478,11 @@ def flipped(w):
 # The native kernels: C functions of native.NativeKernel's signature, all
 # arrays C-contiguous. params: the sizes of the input, the filters and the
 # output, the settings (padding resolved), whether to flip the filters, the
-# pooling (NO_POOL, MAX_POOL_2X2 or MAX_POOL_2X2_CELLS):
+# pooling (NO_POOL, MAX_POOL_2X2 or MAX_POOL_2X2_CELLS), and for the forward
+# kernel whether the filters' array holds a bias after them (the pooled maps
+# then pass through tanh, see pool_block):
 PARAMS = ("n_img", "channels", "height", "width", "n_filt", "cg", "kh", "kw", "oh", "ow",
-          "ph", "pw", "sh", "sw", "dh", "dw", "groups", "flip", "pool")
+          "ph", "pw", "sh", "sw", "dh", "dw", "groups", "flip", "pool", "tanh_bias")
 
 
 @kernel
@@ -480,10 +506,13 @@ def output_arrays(out, cells, out_shape, pool):
 
 def corr_forward_native(x, w, out, cells, params):
     x_shape, w_shape, out_shape, settings, flip, pool = unpack(params)
-    w = carray(w, w_shape)
+    size = w_shape[0] * w_shape[1] * w_shape[2] * w_shape[3]
+    tanh_bias = carray(params, (len(PARAMS),))[-1] != 0
+    packed = carray(w, (size + (w_shape[0] if tanh_bias else 0),))
+    w = packed[:size].reshape(w_shape)
     ph, pw, sh, sw, dh, dw, groups = settings
     out, cells = output_arrays(out, cells, out_shape, pool)
-    corr_forward(carray(x, x_shape), flipped(w) if flip else w, out, cells,
+    corr_forward(carray(x, x_shape), flipped(w) if flip else w, packed[size:], out, cells,
                  ph, pw, sh, sw, dh, dw, groups, out_shape[2], out_shape[3], pool)
     return native.OK
 
@@ -543,26 +572,27 @@ corr_grad_inputs_call = CORR_GRAD_INPUTS.call
 # shape their third input carries before calling it (check_grad).
 
 @kernel
-def kernel_params(img, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, pool):
+def kernel_params(img, filters, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, pool,
+                  tanh_bias=False):
     """A kernel's params (see :data:`PARAMS`) for these shapes and settings."""
     return native.int_params((img[0], img[1], img[2], img[3], filters[0], filters[1],
                               filters[2], filters[3], oh, ow, ph, pw, sh, sw, dh, dw, groups,
-                              1 if flip else 0, pool))
+                              1 if flip else 0, pool, 1 if tanh_bias else 0))
 
 
 @kernel
-def forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups):
+def forward_geometry(img, filters, border, ph, pw, sh, sw, dh, dw, groups):
     """Check the forward's shapes; return their :func:`geometry`."""
-    check_conv(FORWARD, x.shape, w.shape, groups)
-    ph, pw, oh, ow = geometry(x.shape, w.shape, border, ph, pw, sh, sw, dh, dw)
-    check_conv_output(FORWARD, x.shape, w.shape, (x.shape[0], w.shape[0], oh, ow))
+    check_conv(FORWARD, img, filters, groups)
+    ph, pw, oh, ow = geometry(img, filters, border, ph, pw, sh, sw, dh, dw)
+    check_conv_output(FORWARD, img, filters, (img[0], filters[0], oh, ow))
     return ph, pw, oh, ow
 
 
 @kernel
 def conv_forward(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups):
     """Theano ``conv2d``: a true convolution when ``flip``, else correlation."""
-    ph, pw, oh, ow = forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups)
+    ph, pw, oh, ow = forward_geometry(x.shape, w.shape, border, ph, pw, sh, sw, dh, dw, groups)
     out = np.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
     params = kernel_params(x.shape, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
                            NO_POOL)
@@ -576,14 +606,41 @@ def conv_forward_max_pool(x, w, flip, border, ph, pw, sh, sw, dh, dw, groups, wi
     """:func:`conv_forward` max-pooled over 2x2 windows (``ignore_border``),
     in one pass; and with ``with_cells`` the maxima's cells (see
     :func:`pool_block`), else an empty array."""
-    ph, pw, oh, ow = forward_geometry(x, w, border, ph, pw, sh, sw, dh, dw, groups)
-    shape = pooled_shape((x.shape[0], w.shape[0], oh, ow))
+    return pooled_forward(x, w.shape, native.contiguous(w), False, flip, border, ph, pw, sh,
+                          sw, dh, dw, groups, with_cells)
+
+
+@kernel
+def conv_forward_max_pool_tanh(x, w, bias, flip, border, ph, pw, sh, sw, dh, dw, groups,
+                               with_cells):
+    """``tanh(pooled + bias)`` for :func:`conv_forward_max_pool`'s pooled maps,
+    ``bias`` a vector of one number per filter, in the same pass; and the
+    maxima's cells as that function gives them."""
+    check_bias(FORWARD, w.shape, bias.shape)
+    # the kernel takes the bias after the filters, in one array (see PARAMS)
+    packed = np.empty(w.size + bias.size, dtype=x.dtype)
+    flat = native.contiguous(w).reshape(-1)
+    for i in range(w.size):
+        packed[i] = flat[i]
+    for i in range(bias.size):
+        packed[w.size + i] = bias[i]
+    return pooled_forward(x, w.shape, packed, True, flip, border, ph, pw, sh, sw, dh, dw,
+                          groups, with_cells)
+
+
+@kernel
+def pooled_forward(x, w_shape, w_data, tanh_bias, flip, border, ph, pw, sh, sw, dh, dw,
+                   groups, with_cells):
+    """The two drivers above: ``w_data`` the filters of shape ``w_shape``
+    (followed by the bias with ``tanh_bias``), C-contiguous."""
+    ph, pw, oh, ow = forward_geometry(x.shape, w_shape, border, ph, pw, sh, sw, dh, dw, groups)
+    shape = pooled_shape((x.shape[0], w_shape[0], oh, ow))
     pooled = np.empty(shape, dtype=x.dtype)
     cells = np.empty(shape if with_cells else (0, 0, 0, 0), dtype=x.dtype)
     pool = MAX_POOL_2X2_CELLS if with_cells else MAX_POOL_2X2
-    params = kernel_params(x.shape, w.shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip, pool)
-    native.check(corr_forward_call(native.contiguous(x), native.contiguous(w), pooled, cells,
-                                   params))
+    params = kernel_params(x.shape, w_shape, oh, ow, ph, pw, sh, sw, dh, dw, groups, flip,
+                           pool, tanh_bias)
+    native.check(corr_forward_call(native.contiguous(x), w_data, pooled, cells, params))
     return pooled, cells
 
 

@@ -23,17 +23,29 @@ puts them in a graph once its gradient is built; like the other rewrites it
 is registered by :func:`pytensor_nnet.tune_for_speed`. It leaves a graph as
 it is unless the convolution's output is used only by that pooling and its
 gradients, and those only by the convolution's gradients.
+
+LeNet's layer then adds a bias per filter and takes the tanh: two more
+passes over the pooled maps, the addition on one thread. The second rewrite,
+:func:`local_conv_max_pool_tanh`, moves both into :class:`Conv2dMaxPool`
+(``tanh_bias``), which does them on each block of pooled maps while it is in
+cache: the same additions, the same float32 tanh as
+:class:`~pytensor_nnet.Tanh32` (float64: the C library's), so the same bits.
 """
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
+import pytensor.tensor as pt
+from pytensor.scalar.basic import Add, Tanh
+from pytensor.tensor.elemwise import DimShuffle, Elemwise
+from pytensor.tensor.shape import Reshape
 from pytensor.tensor.type import TensorType
 
 from . import conv_kernels as kernels
 from .conv import (Conv2d, Conv2dGradInputs, Conv2dGradWeights, ConvBase, as_4d, common_dtype,
                    infer_shape_args, static_shape)
 from .pool import Pool, PoolGrad
-from .shapes import check_pooled_grad
+from .shapes import check_bias, check_pooled_grad
+from .tanh_op import Tanh32
 
 #: The pooling the fused Ops do.
 MAX_POOL_2X2 = Pool((2, 2), ignore_border=True)
@@ -48,36 +60,50 @@ def pooled(op, img_shape, filters_shape):
 class Conv2dMaxPool(ConvBase):
     """``pool_2d(conv2d(img, filters), (2, 2), ignore_border=True)`` in one
     pass; with ``with_cells``, a second output: which cells of each window
-    hold its maximum (see :mod:`pytensor_nnet.conv_pool`). The rewrite puts
-    it in a graph whose gradient is built already: it has no gradient of its
-    own."""
+    hold its maximum (see :mod:`pytensor_nnet.conv_pool`). With
+    ``tanh_bias``, a third input ``bias`` (a vector, one number per filter)
+    and ``tanh(pooled + bias)`` as the first output (the cells still those
+    of the pooled maxima). The rewrites put it in a graph whose gradient is
+    built already: it has no gradient of its own."""
 
-    __props__ = ConvBase.__props__ + ("with_cells",)
+    __props__ = ConvBase.__props__ + ("with_cells", "tanh_bias")
     op_name = kernels.FORWARD
 
     def __init__(self, border_mode="valid", subsample=(1, 1), filter_flip=True,
-                 filter_dilation=(1, 1), num_groups=1, with_cells=False):
+                 filter_dilation=(1, 1), num_groups=1, with_cells=False, tanh_bias=False):
         super().__init__(border_mode, subsample, filter_flip, filter_dilation, num_groups)
         self.with_cells = bool(with_cells)
+        self.tanh_bias = bool(tanh_bias)
 
-    def make_node(self, img, filters):
+    def make_node(self, img, filters, *bias):
+        if len(bias) != self.tanh_bias:
+            raise TypeError(f"Conv2dMaxPool takes {2 + self.tanh_bias} inputs with "
+                            f"tanh_bias={self.tanh_bias}, got {2 + len(bias)}")
         img, filters = as_4d(img, "input"), as_4d(filters, "filters")
         self.check_shapes(img.type.shape, filters.type.shape)
-        (img, filters), dtype = common_dtype(img, filters)
+        bias = [pt.as_tensor_variable(b) for b in bias]
+        for b in bias:
+            check_bias(self.op_name, filters.type.shape, b.type.shape)
+        inputs, dtype = common_dtype(img, filters, *bias)
         shape = static_shape(pooled(self, img.type.shape, filters.type.shape))
         outputs = [TensorType(dtype, shape=shape)() for _ in range(1 + self.with_cells)]
-        return Apply(self, [img, filters], outputs)
+        return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, outputs):
-        img, filters = inputs
-        pooled, cells = kernels.conv_forward_max_pool(img, filters, self.filter_flip,
-                                                      *self.kernel_args(), self.with_cells)
+        img, filters, *bias = inputs
+        if bias:
+            check_bias(self.op_name, filters.shape, bias[0].shape)
+            pooled, cells = kernels.conv_forward_max_pool_tanh(
+                img, filters, bias[0], self.filter_flip, *self.kernel_args(), self.with_cells)
+        else:
+            pooled, cells = kernels.conv_forward_max_pool(
+                img, filters, self.filter_flip, *self.kernel_args(), self.with_cells)
         outputs[0][0] = pooled
         if self.with_cells:
             outputs[1][0] = cells
 
     def infer_shape(self, *args):
-        node, (img_shape, filt_shape) = infer_shape_args(args)
+        node, (img_shape, filt_shape, *_) = infer_shape_args(args)
         return [pooled(self, img_shape, filt_shape)] * (1 + self.with_cells)
 
 
@@ -186,11 +212,72 @@ def fused_gradient(user, position, conv):
     return None
 
 
+@node_rewriter([Elemwise])
+def local_conv_max_pool_tanh(fgraph, node):
+    """``tanh(Conv2dMaxPool(x, w) + bias)`` -> ``Conv2dMaxPool(x, w, bias)``
+    with ``tanh_bias``, where ``bias`` has one number per filter (broadcast
+    over images, rows and columns), nothing else uses the pooled maps, and
+    their sum with the bias goes only to tanh (also through a reshape, which
+    PyTensor moves before the tanh that follows it: LeNet's second layer)."""
+    if not isinstance(node.op.scalar_op, Add) or len(node.inputs) != 2:
+        return None
+    total = node.outputs[0]
+    uses = [tanh_uses(fgraph, client) for client, _ in fgraph.clients[total]]
+    if not uses or None in uses:
+        return None
+    for pooled_out, bias in (node.inputs, node.inputs[::-1]):
+        fused = pooled_out.owner
+        if (fused is not None and isinstance(fused.op, Conv2dMaxPool)
+                and not fused.op.tanh_bias and pooled_out is fused.outputs[0]
+                and len(fgraph.clients[pooled_out]) == 1
+                and bias.type.broadcastable == (True, False, True, True)
+                and bias.type.dtype == pooled_out.type.dtype == total.type.dtype):
+            op = Conv2dMaxPool(**{**fused.op._props_dict(), "tanh_bias": True})
+            new = op(*fused.inputs, bias_vector(bias), return_list=True)
+            replacements = {}
+            for reshape, tanhs in uses:
+                out = new[0] if reshape is None else reshape.op(new[0], *reshape.inputs[1:])
+                replacements.update((t.outputs[0], out) for t in tanhs)
+            if fused.op.with_cells:
+                replacements[fused.outputs[1]] = new[1]
+            return replacements
+    return None
+
+
+def is_tanh(node):
+    return isinstance(node.op, Tanh32) or isinstance(getattr(node.op, "scalar_op", None), Tanh)
+
+
+def tanh_uses(fgraph, client):
+    """``(None, [client])`` if ``client`` is a tanh; ``(client, tanhs)`` if it
+    is a reshape whose output only tanhs use; else None."""
+    if is_tanh(client):
+        return None, [client]
+    if isinstance(client.op, Reshape):
+        users = [user for user, _ in fgraph.clients[client.outputs[0]]]
+        if users and all(is_tanh(user) for user in users):
+            return client, users
+    return None
+
+
+def bias_vector(bias):
+    """The (1, F, 1, 1) ``bias`` as the vector it was broadcast from."""
+    if isinstance(bias.owner and bias.owner.op, DimShuffle) and bias.owner.op.new_order == (
+            "x", 0, "x", "x"):
+        return bias.owner.inputs[0]
+    return bias.dimshuffle(1)
+
+
 REWRITE_NAME = "pytensor_nnet_conv_max_pool"
+TANH_REWRITE_NAME = "pytensor_nnet_conv_max_pool_tanh"
 
 
 def register_rewrite():
-    """Put the rewrite in PyTensor's ``fast_run`` rewrites (once)."""
+    """Put the rewrites in PyTensor's ``fast_run`` rewrites (once)."""
     if REWRITE_NAME not in optdb:
         # with the other rewrites: the gradient graph is complete
         optdb.register(REWRITE_NAME, in2out(local_conv_max_pool), "fast_run", position=48.5)
+    if TANH_REWRITE_NAME not in optdb:
+        # after the fused Ops and Tanh32 are in, before elementwise fusion (49)
+        optdb.register(TANH_REWRITE_NAME, in2out(local_conv_max_pool_tanh), "fast_run",
+                       position=48.6)

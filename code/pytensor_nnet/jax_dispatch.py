@@ -96,13 +96,14 @@ CELL_VALUES = (pool_kernels.TOP_LEFT, pool_kernels.TOP_RIGHT, pool_kernels.BOTTO
 def jax_funcify_Conv2dMaxPool(op, **kwargs):
     forward = conv_forward_fn(op)
 
-    def conv2d_max_pool(img, filters):
+    def conv2d_max_pool(img, filters, *bias):
         windows = windows_2x2(forward(img, filters))
         pooled = jnp.max(jnp.stack(windows), axis=0)
+        out = jnp.tanh(pooled + bias[0][None, :, None, None]) if bias else pooled
         if not op.with_cells:
-            return pooled
+            return out
         cells = sum(jnp.where(w == pooled, v, 0) for w, v in zip(windows, CELL_VALUES))
-        return pooled, cells.astype(pooled.dtype)
+        return out, cells.astype(pooled.dtype)
 
     return conv2d_max_pool
 

@@ -40,8 +40,9 @@ def source_version(*modules):
 
 
 # jit: the decorator's flags are part of the compiled code too; native: the
-# calling convention; the conv kernels pool too (pytensor_nnet.conv_pool)
-CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels)
+# calling convention; the conv kernels pool too, and take the tanh after it
+# (pytensor_nnet.conv_pool)
+CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels, fast_tanh)
 POOL_VERSION = source_version(jit, native, pool_kernels)
 TANH_VERSION = source_version(jit, native, fast_tanh)
 DOT_VERSION = source_version(jit, native, matmul_kernels)
@@ -123,16 +124,22 @@ def numba_funcify_Conv2dGradWeights(op, node=None, **kwargs):
 @register_funcify_default_op_cache_key(Conv2dMaxPool)
 def numba_funcify_Conv2dMaxPool(op, node=None, **kwargs):
     prefetch(node)
-    flip, args = op.filter_flip, op.kernel_args()
-    forward = conv_kernels.conv_forward_max_pool
-    if op.with_cells:
+    flip, args, with_cells = op.filter_flip, op.kernel_args(), op.with_cells
+    plain, tanh = conv_kernels.conv_forward_max_pool, conv_kernels.conv_forward_max_pool_tanh
+    if op.tanh_bias:
         @numba_basic.numba_njit
-        def conv2d_max_pool(img, filters):
-            return forward(img, filters, flip, *args, True)
+        def forward(img, filters, bias):
+            return tanh(img, filters, bias, flip, *args, with_cells)
     else:
         @numba_basic.numba_njit
-        def conv2d_max_pool(img, filters):
-            return forward(img, filters, flip, *args, False)[0]
+        def forward(img, filters):
+            return plain(img, filters, flip, *args, with_cells)
+    if with_cells:
+        return forward, CONV_VERSION
+
+    @numba_basic.numba_njit
+    def conv2d_max_pool(*inputs):
+        return forward(*inputs)[0]
 
     return conv2d_max_pool, CONV_VERSION
 

@@ -184,3 +184,11 @@ def check_pooled_grad(op, maps, cells, gpooled, pooled):
     output's gradient have the pooled shape ``pooled`` of the ``maps``."""
     check_pooled(op, "pooled output gradient", gpooled, pooled, "convolution's output", maps)
     check_pooled(op, "array of the maxima's cells", cells, pooled, "convolution's output", maps)
+
+
+@register_jitable
+def check_bias(op, filters, bias):
+    """A bias vector has one number per filter."""
+    if len(bias) != 1 or differ(bias[0], filters[0]):
+        raise ShapeError("{}: the bias {} is not a vector of one number per filter "
+                         "(the filters {})", op, bias, filters)

@@ -15,7 +15,8 @@ without being asked for:
     matrix products become :class:`~pytensor_nnet.BlockedDot` (on the
     kernel threads), and a convolution max-pooled over 2x2 windows becomes
     :class:`~pytensor_nnet.Conv2dMaxPool` (and its gradients fused ones)
-    where nothing else uses its full-size output
+    where nothing else uses its full-size output, taking in the bias and
+    tanh that follow it where nothing else uses the pooled maps
     (:mod:`pytensor_nnet.conv_pool`). Exclude them from one function with
     ``mode.excluding(*REWRITES)``.
 ``exact_math``
@@ -42,7 +43,8 @@ import sys
 from . import conv_pool, dot_op, node_linker, tanh_op, threads
 
 #: The names of the rewrites :func:`tune_for_speed` registers.
-REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME, conv_pool.REWRITE_NAME)
+REWRITES = (tanh_op.REWRITE_NAME, dot_op.REWRITE_NAME, conv_pool.REWRITE_NAME,
+            conv_pool.TANH_REWRITE_NAME)
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
