@@ -111,7 +111,7 @@ class NativeKernel:
         slot = self._slots[dtype][1]
         if not slot.value:
             prebuild.wait(self, dtype)  # it may be writing the disk cache right now
-            threads.start_workers()  # the kernels' choice of Numba's threading layer
+            threads.start_workers()  # cached parallel kernels load only with them running
             compiled = numba.cfunc(self.signature(dtype), cache=True, fastmath=False)(self.body)
             self._compiled[dtype] = compiled
             slot.value = compiled.address

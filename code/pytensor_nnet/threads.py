@@ -11,16 +11,16 @@ see :mod:`pytensor_nnet.blas`) to one thread and leaves the parallelism to
 Numba.
 
 Numba's thread count follows its own settings (``NUMBA_NUM_THREADS``, all
-cores by default) and :func:`set_num_threads` changes it. When the kernels
-are the first to start Numba's workers, they ask for Numba's ``workqueue``
-threading layer unless ``NUMBA_THREADING_LAYER`` says otherwise: its workers
-sleep when idle, while the OpenMP layer's spin and slow a kernel down
-whenever another process uses a core. The workqueue layer does not allow
-parallel kernels launched from two Python threads at once; set
-``NUMBA_THREADING_LAYER=omp`` if you do that.
+cores by default) and :func:`set_num_threads` changes it. The threading
+layer is Numba's own choice (OpenMP where Numba has it, see
+``NUMBA_THREADING_LAYER``): its calling thread takes a share of the work
+itself and its workers wait briefly before they sleep, so a kernel neither
+hands its work to another core nor waits for one to wake. Numba's
+``workqueue`` layer, which the kernels used to ask for, does both, and a
+training step took longer with it on a quiet machine. With another program
+busy on a core the OpenMP layer was the slower one (the docs' performance
+page has both); ``NUMBA_THREADING_LAYER=workqueue`` chooses the other.
 """
-import os
-
 import numba
 from numba.np.ufunc import parallel as numba_parallel
 
@@ -44,13 +44,11 @@ def get_num_threads():
 
 
 def start_workers():
-    """Start Numba's workers (the workqueue layer unless the user chose one).
+    """Start Numba's workers (Numba's choice of threading layer).
 
     Called before a kernel is loaded: cached parallel kernels need the
     workers running before they load.
     """
-    if "NUMBA_THREADING_LAYER" not in os.environ and not numba_parallel._is_initialized:
-        numba.config.THREADING_LAYER = "workqueue"
     numba_parallel._launch_threads()
 
 
