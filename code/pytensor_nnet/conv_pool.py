@@ -31,10 +31,10 @@ passes over the pooled maps, the addition on one thread. The second rewrite,
 cache: the same additions, the same float32 tanh as
 :class:`~pytensor_nnet.Tanh32` (float64: the C library's), so the same bits.
 """
+import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
-import pytensor.tensor as pt
 from pytensor.scalar.basic import Add, Tanh
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.shape import Reshape
