@@ -137,13 +137,14 @@ def tanh_float32(x):
 @intrinsic
 def vector_loop_function(typingctx):
     """Called first in a function that is one loop to vectorise: keeps LLVM
-    from inlining the function into its callers, where the loop did not
-    vectorise (inside a parallel loop, or the fused convolution's blocks),
-    and lets it use the widest vectors the CPU has. On AVX-512 CPUs LLVM
-    otherwise keeps to 256-bit vectors (its default tuning for them, against
-    the clock slowdown some older ones have); the tanh loops are bound by
-    arithmetic, not memory, and 512-bit vectors compute the same bits in
-    fewer instructions (the docs' performance page has the times).
+    from inlining the function into its callers, where the loop ran several
+    times slower (inside a parallel loop, see :func:`tanh_run`, and inside
+    the fused convolution's blocks), and lets it use the widest vectors the
+    CPU has. On AVX-512 CPUs LLVM otherwise keeps to 256-bit vectors (its
+    default tuning for them, against the clock slowdown some older ones
+    have); the tanh loops are bound by arithmetic, not memory, and 512-bit
+    vectors compute the same bits in fewer instructions (the docs' page on
+    the Ops has the times).
     ``prefer-vector-width`` is a string attribute, which llvmlite's
     attribute set does not list, hence ``set.add``."""
     def codegen(context, builder, signature, args):
