@@ -194,15 +194,17 @@ def test_bias_and_tanh_kernel_equals_the_steps_apart(x_shape, w_shape, settings,
         np.testing.assert_array_equal(out_cells, cells if with_cells else cells[:0, :0, :0, :0])
 
 
-def biased_layer_graph(dtype, extra=None):
+def biased_layer_graph(dtype, extra=None, flatten=False):
     """A LeNet layer: tanh(pool(conv) + bias), its cost and the gradients
     w.r.t. input, filters and bias; ``extra`` adds another use of the pooled
-    maps ("pooled") or of their sum with the bias ("sum")."""
+    maps ("pooled") or of their sum with the bias ("sum"); with ``flatten``
+    the layer's output is flattened for a next layer, as LeNet's second is."""
     x, w = pt.tensor4("x", dtype=dtype), pt.tensor4("w", dtype=dtype)
     b = pt.vector("b", dtype=dtype)
     pooled = pool_2d(conv2d(x, w), (2, 2), ignore_border=True)
     total = pooled + b.dimshuffle("x", 0, "x", "x")
-    cost = pt.tanh(total).sum()
+    out = pt.tanh(total)
+    cost = (out.flatten(2) ** 2).sum() if flatten else out.sum()
     if extra:
         cost = cost + {"pooled": pooled, "sum": total}[extra].mean()
     return [x, w, b], [cost, *pytensor.grad(cost, [x, w, b])]
@@ -231,6 +233,21 @@ def test_bias_and_tanh_fused_in_compiled_graphs(with_rewrites, backend, dtype):
             np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == "float32" else 1e-12)
         else:
             np.testing.assert_array_equal(a, b)
+
+
+def test_bias_and_tanh_fused_through_a_lifted_reshape(with_rewrites):
+    """PyTensor moves the flattening reshape in front of the tanh; the fused
+    Op serves both the flattened tanh and the one the gradient uses."""
+    inputs, outputs = biased_layer_graph("float32", flatten=True)
+    fused = pytensor.function(inputs, outputs)
+    apart = pytensor.function(inputs, outputs,
+                              mode=pytensor.config.mode.excluding(TANH_REWRITE_NAME))
+    assert any(getattr(n.op, "tanh_bias", False) for n in fused.maker.fgraph.apply_nodes)
+    assert "Tanh32" not in op_names(fused)
+    assert "Tanh32" in op_names(apart)
+    values = biased_inputs("float32")
+    for a, b in zip(fused(*values), apart(*values)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("extra", ["pooled", "sum"])

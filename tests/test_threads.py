@@ -1,4 +1,8 @@
 """One thread pool: BLAS on one thread, the kernels on Numba's; stale caches."""
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -92,3 +96,19 @@ def test_numba_disk_cache_follows_every_source_of_the_package(tmp_path, monkeypa
     before = jit.package_stamp()
     (tmp_path / "b.py").write_text("y = 2\n")
     assert jit.package_stamp() != before
+
+
+def test_kernels_leave_the_threading_layer_to_numba():
+    """tune_for_speed starts Numba's threads with the layer Numba itself
+    picks (OpenMP where it has it), and NUMBA_THREADING_LAYER still rules."""
+    def layer(code, **env):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"} | env
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True).stdout.split()[-1]
+
+    numba_default = layer("import numba; numba.get_num_threads(); "
+                          "print(numba.threading_layer())")
+    tuned = ("import numba, pytensor_nnet; pytensor_nnet.tune_for_speed(); "
+             "print(numba.threading_layer())")
+    assert layer(tuned) == numba_default
+    assert layer(tuned, NUMBA_THREADING_LAYER="workqueue") == "workqueue"
