@@ -74,3 +74,14 @@ def kernel_names():
             corename.restype = ctypes.c_char_p
             names.append(corename().decode())
     return names
+
+
+def ilp64_gemm(kind):
+    """The address of a Fortran ``?gemm`` with 64-bit integers (``kind`` 's'
+    or 'd') in a loaded OpenBLAS, NumPy's in its wheels; 0 when none is found."""
+    for lib in loaded_openblas():
+        for name in (f"scipy_{kind}gemm_64_", f"{kind}gemm_64_"):
+            function = getattr(lib, name, None)
+            if function is not None:
+                return ctypes.cast(function, ctypes.c_void_p).value
+    return 0

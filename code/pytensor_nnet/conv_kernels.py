@@ -27,8 +27,9 @@ from numba import carray, prange
 
 from . import native
 from .fast_tanh import tanh_plus_run
+from .gemm import matmul_into
 from .jit import kernel
-from .pool_kernels import max_cells_2x2, max_pool_2x2, max_unpool_2x2
+from .pool_kernels import max_pool_cells_2x2, max_unpool_2x2
 from .shapes import (check_bias, check_conv, check_conv_gout, check_conv_output,
                      check_pooled_grad)
 
@@ -319,16 +320,17 @@ def pool_block(res, pooled, cells, spread, n0, nb, f0, og, oh, ow, pool):
     empty), each image's pooled maps become tanh(pooled + bias), after the
     cells are found on the pooled maxima."""
     positions = oh * ow
-    for b in range(nb):
-        for f in range(og):
-            conv = res[f, b * positions:(b + 1) * positions].reshape((oh, ow))
-            top = pooled[n0 + b, f0 + f]
-            max_pool_2x2(conv, top)
-            if pool == MAX_POOL_2X2_CELLS:
-                max_cells_2x2(conv, top, cells[n0 + b, f0 + f])
-        if spread.size:
-            # all of the image's maps in one loop: one map alone (16 numbers
-            # in LeNet's second layer) is too short to vectorise well
+    n_filt, ph, pw = pooled.shape[1], pooled.shape[2], pooled.shape[3]
+    flat_res, flat_pooled, flat_cells = res.reshape(-1), pooled.reshape(-1), cells.reshape(-1)
+    for f in range(og):
+        for b in range(nb):
+            max_pool_cells_2x2(flat_res, (f * nb + b) * positions, ow, flat_pooled, flat_cells,
+                               ((n0 + b) * n_filt + f0 + f) * ph * pw, ph, pw,
+                               pool == MAX_POOL_2X2_CELLS)
+    if spread.size:
+        # all of an image's maps in one loop: one map alone (16 numbers in
+        # LeNet's second layer) is too short to vectorise well
+        for b in range(nb):
             tanh_plus_run(pooled[n0 + b, f0:f0 + og].reshape(-1), spread)
 
 
@@ -350,10 +352,12 @@ def gather_unpooled(gpool, cells, n0, nb, f0, og, oh, ow, gblk):
     """Like :func:`gather_gout`, for the gradient of the pooled maps: each
     map's gradient rebuilt from the pooled gradient and the maxima's cells."""
     positions = oh * ow
-    for b in range(nb):
-        for f in range(og):
-            dst = gblk[f, b * positions:(b + 1) * positions].reshape((oh, ow))
-            max_unpool_2x2(cells[n0 + b, f0 + f], gpool[n0 + b, f0 + f], dst)
+    n_filt, ph, pw = gpool.shape[1], gpool.shape[2], gpool.shape[3]
+    flat_gpool, flat_cells, flat_gblk = gpool.reshape(-1), cells.reshape(-1), gblk.reshape(-1)
+    for f in range(og):
+        for b in range(nb):
+            max_unpool_2x2(flat_cells, flat_gpool, ((n0 + b) * n_filt + f0 + f) * ph * pw, ph,
+                           pw, flat_gblk, (f * nb + b) * positions, oh, ow)
 
 
 @kernel
@@ -398,7 +402,7 @@ def corr_forward(x, w, bias, out, cells, ph, pw, sh, sw, dh, dw, groups, oh, ow,
             cols = np.empty((k, nb * positions), dtype=x.dtype)
             res = np.empty((og, nb * positions), dtype=x.dtype)
             im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
-            np.dot(wg, cols, res)
+            matmul_into(wg, cols, res)
             if pool == NO_POOL:
                 scatter_block(res, out, n0, nb, g * og, og, positions)
             else:
@@ -427,6 +431,10 @@ def corr_grad_weights(x, gout, gw, cells, oh, ow, ph, pw, sh, sw, dh, dw, groups
             gblk = np.empty((og, nb * positions), dtype=x.dtype)
             im2col(x, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow, cols)
             gather_block(gout, cells, n0, nb, g * og, og, oh, ow, pool, gblk)
+            # SciPy's BLAS (np.dot), not NumPy's (see pytensor_nnet.gemm): it
+            # ran this product, of a few filters by many patches, faster on
+            # OpenBLAS's AVX-512 kernels, and as fast on its AVX2 ones; its
+            # transpose, faster in NumPy's, rounds otherwise on AVX2
             np.dot(gblk, cols.T, partial[t])
         add_in_block_order(gwmat[g * og:(g + 1) * og], partial)
 
@@ -465,7 +473,7 @@ def corr_grad_inputs(wmat, gout, gx, cells, kh, kw, oh, ow, ph, pw, sh, sw, dh, 
             cols = np.empty((k, nb * positions), dtype=gout.dtype)
             gblk = np.empty((og, nb * positions), dtype=gout.dtype)
             gather_block(gout, cells, n0, nb, g * og, og, oh, ow, pool, gblk)
-            np.dot(wg.T, gblk, cols)
+            matmul_into(wg.T, gblk, cols)
             col2im(cols, gx, n0, nb, g * cg, cg, kh, kw, ph, pw, sh, sw, dh, dw, oh, ow)
 
 

@@ -11,7 +11,7 @@ The fused Ops keep each block of output maps in cache instead:
 
 * :class:`Conv2dMaxPool` pools each block of maps as the matrix product
   leaves it, and notes which cells of each window hold its maximum (a
-  number per window, see :func:`pytensor_nnet.pool_kernels.max_cells_2x2`);
+  number per window, see :func:`pytensor_nnet.pool_kernels.max_pool_cells_2x2`);
 * :class:`Conv2dGradWeightsMaxPool` and :class:`Conv2dGradInputsMaxPool`
   rebuild the pooling's gradient block by block from those cells and the
   pooled gradient, just before the product that needs it.

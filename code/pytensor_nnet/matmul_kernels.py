@@ -2,14 +2,12 @@
 
 BLAS runs on one thread here (see :mod:`pytensor_nnet.threads`), so a plain
 ``np.dot`` uses one core. :func:`blocked_dot` cuts the rows of the result
-into blocks of at least :data:`BLOCK_ROWS` rows and calls SciPy's ``sgemm``
-once per block, the blocks running on Numba's threads, so LeNet's
+into blocks of at least :data:`BLOCK_ROWS` rows and calls ``sgemm`` (see
+:mod:`pytensor_nnet.gemm`) once per block, the blocks running on Numba's threads, so LeNet's
 hidden-layer products (500x800 by 800x500 and its two gradients) use every
 core.
 
-``sgemm`` is called directly (through the same entry point as Numba's own
-``np.dot``, so compiled code stays cacheable), with each operand's own
-leading dimension, so that a block of a transposed operand (``x.T[r0:r1]``)
+``sgemm`` is called directly, with each operand's own leading dimension, so that a block of a transposed operand (``x.T[r0:r1]``)
 needs no copy. The blocking depends only on the shapes, never on the thread
 count: the results are the same for any number of threads (the last bits
 differ from one ``np.dot`` of the whole, as they do between any two matrix
@@ -21,35 +19,15 @@ the shapes, works out the layouts (copying an operand BLAS cannot read) and
 allocates the result.
 """
 import numpy as np
-from numba import carray, prange, types
-from numba.np.linalg import _BLAS, ensure_blas
+from numba import carray, prange
 
 from . import native
+from .gemm import as_blas_operand, gemm
 from .jit import kernel
-
-ensure_blas()
-# Numba's wrapper of SciPy's BLAS ?gemm: (kind, transa, transb, m, n, k,
-# alpha*, a*, lda, b*, ldb, beta*, c*, ldc) -> status
-_xxgemm = _BLAS().numba_xxgemm(types.float32)
 
 # Rows per block, at least: blocks this tall keep BLAS near its one-core
 # speed, and LeNet's 500 and 800 rows split into 2 and 4 even blocks.
 BLOCK_ROWS = 200
-
-
-@kernel
-def as_blas_operand(x):
-    """How column-major BLAS sees row-major ``x``: (op, leading dimension),
-    with op 'N' when x's rows are contiguous (BLAS then sees x transposed,
-    which is what the row-major product needs) and 'T' when its columns are;
-    op 0 when neither (:func:`blas_operand` copies)."""
-    rows, cols = x.shape
-    s0, s1 = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
-    if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
-        return ord("N"), max(1, s0)
-    if (s0 == 1 or rows == 1) and s1 >= max(1, rows):
-        return ord("T"), max(1, s1)
-    return 0, 0
 
 
 @kernel
@@ -59,11 +37,8 @@ def gemm_rows(a, a_row, op_a, lda, b, op_b, ldb, out, k, r0, r1):
     row of ``a`` to the next; ``(op, ld)`` from :func:`as_blas_operand`;
     ``out`` C-contiguous."""
     n = out.shape[1]
-    one = np.ones(1, dtype=np.float32)
-    zero = np.zeros(1, dtype=np.float32)
     # column-major: out.T[:, r0:r1] = b.T @ a[r0:r1].T
-    return _xxgemm(ord("s"), op_b, op_a, n, r1 - r0, k, one.ctypes, b.ctypes, ldb,
-                   a[r0 * a_row:].ctypes, lda, zero.ctypes, out[r0:r1].ctypes, n)
+    return gemm(op_b, op_a, n, r1 - r0, k, b, ldb, a[r0 * a_row:], lda, out[r0:r1], n)
 
 
 @kernel

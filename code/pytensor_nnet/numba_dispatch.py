@@ -22,7 +22,8 @@ from hashlib import sha256
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from . import conv_kernels, fast_tanh, jit, matmul_kernels, native, pool_kernels, prebuild, shapes
+from . import (conv_kernels, fast_tanh, gemm, jit, matmul_kernels, native, pool_kernels, prebuild,
+               shapes)
 from .conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights, ShapeHint
 from .conv_pool import Conv2dGradInputsMaxPool, Conv2dGradWeightsMaxPool, Conv2dMaxPool
 from .dot_op import BlockedDot
@@ -41,11 +42,11 @@ def source_version(*modules):
 
 # jit: the decorator's flags are part of the compiled code too; native: the
 # calling convention; the conv kernels pool too, and take the tanh after it
-# (pytensor_nnet.conv_pool)
-CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels, fast_tanh)
+# (pytensor_nnet.conv_pool); gemm: the products they call
+CONV_VERSION = source_version(jit, native, conv_kernels, pool_kernels, fast_tanh, gemm)
 POOL_VERSION = source_version(jit, native, pool_kernels)
 TANH_VERSION = source_version(jit, native, fast_tanh)
-DOT_VERSION = source_version(jit, native, matmul_kernels)
+DOT_VERSION = source_version(jit, native, matmul_kernels, gemm)
 
 
 def native_kernels(op):

@@ -112,18 +112,24 @@ def windows_overlap(ws_h, ws_w, st_h, st_w):
 # those checks these loops did not vectorise (the first layer's gradient
 # took 4.5 times as long).
 
+@kernel(forceinline=True)
+def window_max(a0, a1, a2, a3, lowest):
+    """The maximum of a 2x2 window's cells: the general loop's comparisons, in its order."""
+    acc = lowest
+    for v in (a0, a1, a2, a3):
+        acc = v if v > acc else acc
+    return acc
+
+
 @kernel
 def max_pool_2x2(img, out):
-    """2x2 max pooling of one image: the general loop's comparisons, in its order."""
+    """2x2 max pooling of one image."""
     one, lowest = np.uint64(1), out.dtype.type(-np.inf)
     for i in range(out.shape[0]):
         top, bottom, row = img[2 * i], img[2 * i + 1], out[i]
         for j in range(np.uint64(out.shape[1])):
             k = j + j
-            acc = lowest
-            for v in (top[k], top[k + one], bottom[k], bottom[k + one]):
-                acc = v if v > acc else acc
-            row[j] = acc
+            row[j] = window_max(top[k], top[k + one], bottom[k], bottom[k + one], lowest)
 
 
 @kernel
@@ -153,38 +159,59 @@ def max_pool_grad_2x2(src, top, gtop, dst):
 TOP_LEFT, TOP_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT = 1, 2, 4, 8
 
 
-@kernel
-def max_cells_2x2(img, top, cells):
-    """For each window of :func:`max_pool_2x2`, which cells equal its
-    maximum ``top`` (the gradient's test, ties included)."""
-    one, number = np.uint64(1), cells.dtype.type
-    zero, tl, tr = number(0), number(TOP_LEFT), number(TOP_RIGHT)
+# The two below work on one map of a block, as flat arrays and offsets:
+# the fused kernels call them for every map, and per-map views of the
+# arrays (LeNet's second layer has 25,000 maps of 8x8 a step) took
+# longer than the pooling itself.
+
+@kernel(forceinline=True)
+def max_pool_cells_2x2(src, s0, ow, top, cells, d0, ph, pw, with_cells):
+    """Max-pool the map ``src[s0:]`` (rows of ``ow``) over 2x2 windows into
+    the ``ph`` x ``pw`` map ``top[d0:]``, as :func:`max_pool_2x2`; with
+    ``with_cells``, also which cells equal each window's maximum (the
+    gradient's test, ties included) into ``cells[d0:]``."""
+    number = top.dtype.type
+    lowest, zero = number(-np.inf), number(0)
+    tl, tr = number(TOP_LEFT), number(TOP_RIGHT)
     bl, br = number(BOTTOM_LEFT), number(BOTTOM_RIGHT)
-    for i in range(top.shape[0]):
-        t, r0, r1, row = top[i], img[2 * i], img[2 * i + 1], cells[i]
-        for j in range(np.uint64(top.shape[1])):
-            k, tj = j + j, t[j]
-            row[j] = ((tl if r0[k] == tj else zero) + (tr if r0[k + one] == tj else zero)
-                      + (bl if r1[k] == tj else zero) + (br if r1[k + one] == tj else zero))
+    one, uow, upw = np.uint64(1), np.uint64(ow), np.uint64(pw)
+    for i in range(np.uint64(ph)):
+        r0 = np.uint64(s0) + (i + i) * uow
+        r1, d = r0 + uow, np.uint64(d0) + i * upw
+        for j in range(upw):
+            k = j + j
+            a0, a1, a2, a3 = src[r0 + k], src[r0 + k + one], src[r1 + k], src[r1 + k + one]
+            acc = window_max(a0, a1, a2, a3, lowest)
+            top[d + j] = acc
+            if with_cells:
+                cells[d + j] = ((tl if a0 == acc else zero) + (tr if a1 == acc else zero)
+                                + (bl if a2 == acc else zero) + (br if a3 == acc else zero))
 
 
-@kernel
-def max_unpool_2x2(cells, gtop, dst):
-    """What :func:`max_pool_grad_2x2` writes into ``dst``, from the maxima's
-    cells (:func:`max_cells_2x2`) instead of the pooled image."""
-    oh, ow = gtop.shape
+@kernel(forceinline=True)
+def max_unpool_2x2(cells, gtop, s0, ph, pw, dst, d0, oh, ow):
+    """What :func:`max_pool_grad_2x2` writes for one map into the ``oh`` x
+    ``ow`` map ``dst[d0:]``, from its maxima's cells
+    (:func:`max_pool_cells_2x2`) and the pooled map's gradient, both
+    ``ph`` x ``pw`` maps from ``s0``."""
     zero, one = gtop.dtype.type(0), np.uint64(1)
-    for i in range(oh):
-        c, g, d0, d1 = cells[i], gtop[i], dst[2 * i], dst[2 * i + 1]
-        for j in range(np.uint64(ow)):
-            k, gj, m = j + j, g[j], np.int64(c[j])
-            d0[k] = gj if m & TOP_LEFT else zero
-            d0[k + one] = gj if m & TOP_RIGHT else zero
-            d1[k] = gj if m & BOTTOM_LEFT else zero
-            d1[k + one] = gj if m & BOTTOM_RIGHT else zero
-        d0[2 * ow:] = zero
-        d1[2 * ow:] = zero
-    dst[2 * oh:] = zero
+    uow, upw = np.uint64(ow), np.uint64(pw)
+    for i in range(np.uint64(ph)):
+        s = np.uint64(s0) + i * upw
+        r0 = np.uint64(d0) + (i + i) * uow
+        r1 = r0 + uow
+        for j in range(upw):
+            k, gj, m = j + j, gtop[s + j], np.int64(cells[s + j])
+            dst[r0 + k] = gj if m & TOP_LEFT else zero
+            dst[r0 + k + one] = gj if m & TOP_RIGHT else zero
+            dst[r1 + k] = gj if m & BOTTOM_LEFT else zero
+            dst[r1 + k + one] = gj if m & BOTTOM_RIGHT else zero
+        for k in range(upw + upw, uow):  # an odd width's last column
+            dst[r0 + k] = zero
+            dst[r1 + k] = zero
+    # an odd height's last row
+    for k in range(np.uint64(d0) + np.uint64(2 * ph) * uow, np.uint64(d0 + oh * ow)):
+        dst[k] = zero
 
 
 @kernel
