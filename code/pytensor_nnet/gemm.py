@@ -3,9 +3,9 @@ the process has it, else Numba's own (SciPy's BLAS, as ``np.dot`` in jitted
 code).
 
 Why not ``np.dot``: Numba's ``np.dot`` calls the BLAS that SciPy bundles, and
-NumPy's wheel bundles a newer OpenBLAS, which ran LeNet's products (50
-filters by 500 numbers by a block of patches) 1.15-1.2 times as fast, the
-same bits (the docs' performance page has the measurements). Its ``?gemm``
+NumPy's wheel bundles a newer OpenBLAS, which ran most of LeNet's products
+faster with the same bits (the docs' performance page has the
+measurements). Its ``?gemm``
 takes 64-bit integers, which Numba's wrapper does not, so the kernels call it
 through a *slot*, a named global holding its address, as they call each
 other (see :mod:`pytensor_nnet.native`): compiled code stays cacheable, and
