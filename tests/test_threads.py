@@ -9,7 +9,7 @@ import pytest
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
 import pytensor_nnet
-from pytensor_nnet import (blas, conv_kernels, fast_tanh, jit, matmul_kernels, native,
+from pytensor_nnet import (blas, conv_kernels, fast_tanh, gemm, jit, matmul_kernels, native,
                            numba_dispatch, pool_kernels)
 from pytensor_nnet.conv import Conv2d
 
@@ -78,8 +78,10 @@ def test_numba_cache_key_follows_the_kernel_source(monkeypatch):
 
 
 def test_source_version_changes_with_the_source():
-    assert (numba_dispatch.source_version(jit, native, conv_kernels, pool_kernels, fast_tanh)
-            == numba_dispatch.CONV_VERSION)
+    kernels = (jit, native, conv_kernels, pool_kernels, fast_tanh)
+    assert numba_dispatch.source_version(*kernels, gemm) == numba_dispatch.CONV_VERSION
+    # the products the kernels call are part of it
+    assert numba_dispatch.source_version(*kernels) != numba_dispatch.CONV_VERSION
     assert numba_dispatch.CONV_VERSION != numba_dispatch.POOL_VERSION
 
 

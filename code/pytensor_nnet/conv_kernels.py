@@ -433,7 +433,7 @@ def corr_grad_weights(x, gout, gw, cells, oh, ow, ph, pw, sh, sw, dh, dw, groups
             gather_block(gout, cells, n0, nb, g * og, og, oh, ow, pool, gblk)
             # SciPy's BLAS (np.dot), not NumPy's (see pytensor_nnet.gemm): it
             # ran this product, of a few filters by many patches, faster on
-            # OpenBLAS's AVX-512 kernels, and as fast on its AVX2 ones; its
+            # OpenBLAS's AVX-512 kernels (NumPy's on its AVX2 ones); its
             # transpose, faster in NumPy's, rounds otherwise on AVX2
             np.dot(gblk, cols.T, partial[t])
         add_in_block_order(gwmat[g * og:(g + 1) * og], partial)

@@ -3,12 +3,12 @@
 BLAS runs on one thread here (see :mod:`pytensor_nnet.threads`), so a plain
 ``np.dot`` uses one core. :func:`blocked_dot` cuts the rows of the result
 into blocks of at least :data:`BLOCK_ROWS` rows and calls ``sgemm`` (see
-:mod:`pytensor_nnet.gemm`) once per block, the blocks running on Numba's threads, so LeNet's
-hidden-layer products (500x800 by 800x500 and its two gradients) use every
-core.
+:mod:`pytensor_nnet.gemm`) once per block, the blocks running on Numba's
+threads, so LeNet's hidden-layer products (500x800 by 800x500 and its two
+gradients) use every core.
 
-``sgemm`` is called directly, with each operand's own leading dimension, so that a block of a transposed operand (``x.T[r0:r1]``)
-needs no copy. The blocking depends only on the shapes, never on the thread
+``sgemm`` is called directly, with each operand's own leading dimension, so
+that a block of a transposed operand (``x.T[r0:r1]``) needs no copy. The blocking depends only on the shapes, never on the thread
 count: the results are the same for any number of threads (the last bits
 differ from one ``np.dot`` of the whole, as they do between any two matrix
 shapes in BLAS).
