@@ -5,12 +5,11 @@ code).
 Why not ``np.dot``: Numba's ``np.dot`` calls the BLAS that SciPy bundles, and
 NumPy's wheel bundles a newer OpenBLAS, which ran most of LeNet's products
 faster with the same bits (the docs' performance page has the
-measurements). Its ``?gemm``
-takes 64-bit integers, which Numba's wrapper does not, so the kernels call it
-through a *slot*, a named global holding its address, as they call each
-other (see :mod:`pytensor_nnet.native`): compiled code stays cacheable, and
-where no such library is loaded (the slot holds 0) the call goes to Numba's
-wrapper instead.
+measurements). Its ``?gemm`` takes 64-bit integers, which Numba's wrapper
+does not, so the kernels call it through a *slot*, a named global holding
+its address, as they call each other (see :mod:`pytensor_nnet.native`):
+compiled code stays cacheable, and where no such library is loaded (the
+slot holds 0) the call goes to Numba's wrapper instead.
 """
 import ctypes
 
@@ -26,7 +25,7 @@ from numba.np.linalg import _BLAS, ensure_blas
 from . import blas
 from .jit import kernel
 
-_SLOTS = {}  # kind ('s', 'd') -> (symbol, slot)
+_SLOTS = {}  # dtype name -> (symbol, slot)
 for _kind, _dtype in (("s", "float32"), ("d", "float64")):
     _slot = ctypes.c_int64(blas.ilp64_gemm(_kind))
     _SLOTS[_dtype] = (f"pytensor_nnet_gemm_{_kind}gemm64", _slot)
@@ -121,7 +120,7 @@ def as_blas_operand(x):
     """How column-major BLAS sees row-major ``x``: (op, leading dimension),
     with op 'N' when x's rows are contiguous (BLAS then sees x transposed,
     which is what the row-major product needs) and 'T' when its columns are;
-    op 0 when neither (the caller copies)."""
+    op 0 when neither (BLAS cannot read it as it is)."""
     rows, cols = x.shape
     s0, s1 = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
     if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
@@ -148,5 +147,5 @@ def matmul_into(a, b, out):
     if op_a == 0 or op_b == 0:
         raise ValueError("matmul_into: an operand with neither rows nor columns contiguous")
     # column-major: out.T = b.T @ a.T
-    if gemm(op_b, op_a, n, m, k, b, ldb, a, lda, out, max(1, n)) != 0:
+    if gemm(op_b, op_a, n, m, k, b, ldb, a, lda, out, n) != 0:
         raise RuntimeError("BLAS ?gemm failed")

@@ -8,10 +8,11 @@ threads, so LeNet's hidden-layer products (500x800 by 800x500 and its two
 gradients) use every core.
 
 ``sgemm`` is called directly, with each operand's own leading dimension, so
-that a block of a transposed operand (``x.T[r0:r1]``) needs no copy. The blocking depends only on the shapes, never on the thread
-count: the results are the same for any number of threads (the last bits
-differ from one ``np.dot`` of the whole, as they do between any two matrix
-shapes in BLAS).
+that a block of a transposed operand (``x.T[r0:r1]``) needs no copy. The
+blocking depends only on the shapes, never on the thread count: the results
+are the same for any number of threads (the last bits differ from one
+``np.dot`` of the whole, as they do between any two matrix shapes in
+BLAS).
 
 The blocks run in a native kernel (see :mod:`pytensor_nnet.native`), given
 each operand's memory and BLAS layout; the driver :func:`blocked_dot` checks

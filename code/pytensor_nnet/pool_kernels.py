@@ -112,29 +112,9 @@ def windows_overlap(ws_h, ws_w, st_h, st_w):
 # those checks these loops did not vectorise (the first layer's gradient
 # took 4.5 times as long).
 
-@kernel(forceinline=True)
-def window_max(a0, a1, a2, a3, lowest):
-    """The maximum of a 2x2 window's cells: the general loop's comparisons, in its order."""
-    acc = lowest
-    for v in (a0, a1, a2, a3):
-        acc = v if v > acc else acc
-    return acc
-
-
-@kernel
-def max_pool_2x2(img, out):
-    """2x2 max pooling of one image."""
-    one, lowest = np.uint64(1), out.dtype.type(-np.inf)
-    for i in range(out.shape[0]):
-        top, bottom, row = img[2 * i], img[2 * i + 1], out[i]
-        for j in range(np.uint64(out.shape[1])):
-            k = j + j
-            row[j] = window_max(top[k], top[k + one], bottom[k], bottom[k + one], lowest)
-
-
 @kernel
 def max_pool_grad_2x2(src, top, gtop, dst):
-    """The gradient of :func:`max_pool_2x2` for one image: each window's
+    """The gradient of 2x2 max pooling for one image: each window's
     output gradient to every cell equal to its maximum, zero elsewhere."""
     oh, ow = top.shape
     zero, one = gtop.dtype.type(0), np.uint64(1)
@@ -159,17 +139,18 @@ def max_pool_grad_2x2(src, top, gtop, dst):
 TOP_LEFT, TOP_RIGHT, BOTTOM_LEFT, BOTTOM_RIGHT = 1, 2, 4, 8
 
 
-# The two below work on one map of a block, as flat arrays and offsets:
-# the fused kernels call them for every map, and per-map views of the
-# arrays (LeNet's second layer has 25,000 maps of 8x8 a step) took
-# longer than the pooling itself.
+# The two below work on one map, as flat arrays and offsets: the fused
+# kernels call them for every map of a block, and per-map views of the
+# arrays (LeNet's second layer has 25,000 maps of 8x8 a step) took longer
+# than the pooling itself.
 
 @kernel(forceinline=True)
 def max_pool_cells_2x2(src, s0, ow, top, cells, d0, ph, pw, with_cells):
     """Max-pool the map ``src[s0:]`` (rows of ``ow``) over 2x2 windows into
-    the ``ph`` x ``pw`` map ``top[d0:]``, as :func:`max_pool_2x2`; with
-    ``with_cells``, also which cells equal each window's maximum (the
-    gradient's test, ties included) into ``cells[d0:]``."""
+    the ``ph`` x ``pw`` map ``top[d0:]``, with the general loop's
+    comparisons in its order; with ``with_cells``, also which cells equal
+    each window's maximum (the gradient's test, ties included) into
+    ``cells[d0:]``."""
     number = top.dtype.type
     lowest, zero = number(-np.inf), number(0)
     tl, tr = number(TOP_LEFT), number(TOP_RIGHT)
@@ -181,7 +162,9 @@ def max_pool_cells_2x2(src, s0, ow, top, cells, d0, ph, pw, with_cells):
         for j in range(upw):
             k = j + j
             a0, a1, a2, a3 = src[r0 + k], src[r0 + k + one], src[r1 + k], src[r1 + k + one]
-            acc = window_max(a0, a1, a2, a3, lowest)
+            acc = lowest
+            for v in (a0, a1, a2, a3):
+                acc = v if v > acc else acc
             top[d + j] = acc
             if with_cells:
                 cells[d + j] = ((tl if a0 == acc else zero) + (tr if a1 == acc else zero)
@@ -227,8 +210,13 @@ def owning_window(size, ws, stride, pad, n_out):
 
 @kernel(parallel=True)
 def max_pool_2x2_into(xs, out):
-    for m in prange(xs.shape[0]):
-        max_pool_2x2(xs[m], out[m])
+    """out[m] = xs[m] max-pooled over 2x2 windows, for each image m (C-contiguous)."""
+    n_img, height, width = xs.shape
+    oh, ow = out.shape[1], out.shape[2]
+    flat_xs, flat_out = xs.reshape(-1), out.reshape(-1)
+    for m in prange(n_img):
+        max_pool_cells_2x2(flat_xs, m * height * width, width, flat_out, flat_out[:0],
+                           m * oh * ow, oh, ow, False)
 
 
 @kernel(parallel=True)
